@@ -1,0 +1,1 @@
+"""FastAPI review service: app factory, storage, Redis consumer, web pages."""

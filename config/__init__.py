@@ -1,0 +1,1 @@
+"""Configuration: strict pydantic schema, YAML loader, environment settings."""

@@ -1,0 +1,1 @@
+"""Camera-side runtime: sources, detector, tracker, zones, worker, supervisor."""

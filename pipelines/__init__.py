@@ -1,0 +1,1 @@
+"""Analytics rules over tracked detections (pure: no I/O, no clock reads)."""
