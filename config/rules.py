@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-class Weekday(str, Enum):
+class Weekday(StrEnum):
     """Day names used by schedules."""
 
     MON = "mon"

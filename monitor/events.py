@@ -54,7 +54,7 @@ class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class EventKind(str, enum.Enum):
+class EventKind(enum.StrEnum):
     """What an event is about."""
 
     LOITERING = "loitering"
@@ -65,7 +65,7 @@ class EventKind(str, enum.Enum):
     CAMERA_HEALTH = "camera_health"
 
 
-class EventState(str, enum.Enum):
+class EventState(enum.StrEnum):
     """Lifecycle position of one message of an event."""
 
     START = "start"
@@ -74,7 +74,7 @@ class EventState(str, enum.Enum):
     INSTANT = "instant"  # one-shot events (wrong_way, a count bucket, health change)
 
 
-class Severity(str, enum.Enum):
+class Severity(enum.StrEnum):
     """How urgent an event is."""
 
     LOW = "low"
@@ -262,7 +262,7 @@ class Event(_Msg):
         return cls(**kw)
 
 
-class CameraState(str, enum.Enum):
+class CameraState(enum.StrEnum):
     """Camera status shown on the camera wall."""
 
     STARTING = "starting"

@@ -18,7 +18,7 @@ import numpy.typing as npt
 __all__ = ["Anchor", "Detections", "Frame"]
 
 
-class Anchor(str, enum.Enum):
+class Anchor(enum.StrEnum):
     """Point of a box used to decide zone membership and line crossings."""
 
     CENTER = "center"
