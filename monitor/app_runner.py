@@ -1,0 +1,161 @@
+"""``hallmonitor run``: one box runs Redis (embedded if needed), the camera workers
+under a supervisor, the Redis consumer and the API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import multiprocessing as mp
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from config.schema import AppConfig
+from monitor.embedded_redis import EmbeddedRedis, resolve_redis_url
+from monitor.worker import camera_process_main, media_root
+
+__all__ = ["database_url", "open_store", "run_all"]
+
+log = logging.getLogger(__name__)
+
+
+def database_url(app: AppConfig) -> str:
+    """Config URL, else env ``DATABASE_URL``, else SQLite under the data dir."""
+    url = app.storage.url or os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    Path(app.data_dir).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(app.data_dir).resolve() / 'hallmonitor.db'}"
+
+
+def open_store(app: AppConfig) -> Any:
+    """The event store for this deployment (migrated to the latest schema)."""
+    from api.storage import EventStore
+
+    return EventStore.from_url(database_url(app))
+
+
+def run_all(
+    app: AppConfig,
+    *,
+    config_path: str,
+    host: str | None = None,
+    port: int | None = None,
+    duration_s: float | None = None,
+) -> int:
+    """Run everything until SIGINT/SIGTERM (or ``duration_s``); return an exit code."""
+    import redis
+    import uvicorn
+    from api.main import create_app
+
+    from monitor.events import (
+        CameraHealthPayload,
+        Event,
+        EventKind,
+        EventState,
+        Severity,
+        encode_event,
+    )
+    from monitor.supervisor import Supervisor
+
+    Path(app.data_dir).mkdir(parents=True, exist_ok=True)
+    media_root(app).mkdir(parents=True, exist_ok=True)
+    embedded: EmbeddedRedis | None = None
+    url = resolve_redis_url(app.redis.url)
+    if not url:
+        embedded = EmbeddedRedis(app.data_dir)
+        url = embedded.start()
+        log.info("no REDIS_URL configured: started embedded redis")
+    # Children inherit the environment (spawn start method).
+    os.environ["HALLMONITOR_REDIS_URL"] = url
+    r = redis.Redis.from_url(url)
+    store = open_store(app)
+
+    ctx = mp.get_context("spawn")
+    stop_event = ctx.Event()
+
+    def factory(camera_id: str) -> Any:
+        return ctx.Process(
+            target=camera_process_main,
+            args=(config_path, camera_id, stop_event),
+            name=f"camera-{camera_id}",
+        )
+
+    def on_alert(camera_id: str, message: str) -> None:
+        now = dt.datetime.now(dt.UTC)
+        ev = Event.new(
+            camera_id=camera_id,
+            kind=EventKind.CAMERA_HEALTH,
+            state=EventState.INSTANT,
+            severity=Severity.HIGH,
+            ts=now,
+            started_at=now,
+            payload=CameraHealthPayload(status="failed", message=message[:2000]),
+        )
+        try:
+            r.xadd(
+                app.redis.stream,
+                encode_event(ev),
+                maxlen=app.redis.maxlen,
+                approximate=True,
+            )  # type: ignore[arg-type]
+        except redis.RedisError:
+            log.exception(
+                "could not publish the failure alert for camera %s", camera_id
+            )
+
+    cameras = [c.id for c in app.cameras if c.enabled]
+    sup = Supervisor(factory, cameras, app.supervisor, on_alert=on_alert)
+    sup_stop = threading.Event()
+    sup.start()
+    sup_thread = threading.Thread(
+        target=sup.run, args=(sup_stop,), name="supervisor", daemon=True
+    )
+    sup_thread.start()
+
+    api = create_app(
+        store=store,
+        media_root=media_root(app),
+        redis=r,
+        start_consumer=True,
+        consumer_kwargs={
+            "stream": app.redis.stream,
+            "group": app.redis.group,
+            "consumer": f"api-{os.getpid()}",
+            "heartbeat_stream": app.redis.heartbeat_stream,
+            "dead_letter_stream": app.redis.dead_letter_stream,
+        },
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            api,
+            host=host or app.api.host,
+            port=port or app.api.port,
+            log_config=None,
+            access_log=False,
+        )
+    )
+    if duration_s:
+        timer = threading.Timer(
+            duration_s, lambda: setattr(server, "should_exit", True)
+        )
+        timer.daemon = True
+        timer.start()
+    log.info(
+        "hallmonitor: %d camera(s), API on http://%s:%d",
+        len(cameras),
+        host or app.api.host,
+        port or app.api.port,
+    )
+    try:
+        server.run()
+    finally:
+        log.info("shutting down")
+        stop_event.set()
+        sup_stop.set()
+        sup.stop(app.supervisor.shutdown_timeout_s)
+        sup_thread.join(timeout=2)
+        if embedded is not None:
+            embedded.stop()
+    return 0

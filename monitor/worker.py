@@ -1,0 +1,421 @@
+"""One camera's frame loop, and the process shell around it.
+
+``run_camera`` is a plain function holding the loop
+``read → evidence buffer → detect → track → rules → evidence → publish → heartbeat``;
+it receives every collaborator, so tests drive it with real parts in-process.
+``camera_process_main`` is the thin process shell the supervisor starts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from config.schema import AppConfig, CameraConfig
+from monitor.events import (
+    CameraHealthPayload,
+    CameraHeartbeat,
+    CameraState,
+    Event,
+    EventKind,
+    EventState,
+    Severity,
+)
+from monitor.types import Detections, Frame
+from pipelines.base import Pipeline
+
+__all__ = [
+    "EventSink",
+    "WorkerParts",
+    "WorkerStats",
+    "build_parts",
+    "camera_process_main",
+    "run_camera",
+]
+
+log = logging.getLogger(__name__)
+
+# Events that get a snapshot and a clip when they begin.
+_EVIDENCE_KINDS = {EventKind.LOITERING, EventKind.CROWDING, EventKind.WRONG_WAY}
+_EVIDENCE_STATES = {EventState.START, EventState.INSTANT}
+
+
+class EventSink(Protocol):
+    """Where the loop sends what it produces (Redis publisher, stdout, a list)."""
+
+    def publish(self, event: Event) -> None:
+        """Send one event message."""
+        ...
+
+    def publish_heartbeat(self, hb: CameraHeartbeat) -> None:
+        """Send one heartbeat (best effort)."""
+        ...
+
+
+class _Stoppable(Protocol):
+    def is_set(self) -> bool: ...
+
+
+@dataclass
+class WorkerStats:
+    """Counters of one ``run_camera`` call."""
+
+    frames: int = 0
+    detector_calls: int = 0
+    detector_errors: int = 0
+    events: int = 0
+    frame_errors: int = 0
+    started_mono: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class WorkerParts:
+    """Collaborators of the loop (all real objects; see ``build_parts``)."""
+
+    source: Any  # monitor.sources.FrameSource
+    detector: Any  # monitor.detector.OnnxDetector
+    tracker: Any  # monitor.tracker.Tracker
+    pipelines: Sequence[Pipeline]
+    sink: EventSink
+    evidence: Any | None = None  # monitor.evidence.EvidenceRecorder
+    health: Any | None = None  # monitor.health frame-health checker
+    on_close: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Close every part that holds resources (best effort, in reverse order)."""
+        for fn in reversed(self.on_close):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - closing must not mask the real error
+                log.exception("error while closing a worker part")
+
+
+def _utc(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+def _health_event(camera_id: str, ts: float, status: str, message: str) -> Event:
+    severity = (
+        Severity.HIGH if status in {"offline", "failed", "tamper"} else Severity.LOW
+    )
+    return Event.new(
+        camera_id=camera_id,
+        kind=EventKind.CAMERA_HEALTH,
+        state=EventState.INSTANT,
+        severity=severity,
+        ts=_utc(ts),
+        started_at=_utc(ts),
+        payload=CameraHealthPayload(status=status, message=message[:2000]),  # type: ignore[arg-type]
+    )
+
+
+def _highlight(event: Event) -> tuple[float, float, float, float] | None:
+    bbox = getattr(event.payload, "bbox_xyxy", None)
+    return tuple(bbox) if bbox is not None else None  # type: ignore[return-value]
+
+
+class _Rate:
+    """Events-per-second over a sliding window of timestamps."""
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        self.window_s = window_s
+        self._t: list[float] = []
+
+    def tick(self, now: float) -> None:
+        self._t.append(now)
+        cut = now - self.window_s
+        if self._t[0] < cut:
+            self._t = [t for t in self._t if t >= cut]
+
+    def value(self, now: float) -> float:
+        recent = [t for t in self._t if t >= now - self.window_s]
+        if len(recent) < 2:
+            return 0.0
+        span = max(recent[-1] - recent[0], 1e-6)
+        return (len(recent) - 1) / span
+
+
+def run_camera(
+    camera: CameraConfig,
+    parts: WorkerParts,
+    stop: _Stoppable,
+    *,
+    replay: bool = False,
+    heartbeat_s: float = 2.0,
+    max_frames: int | None = None,
+    model_sha256: str = "",
+) -> WorkerStats:
+    """Run one camera until ``stop`` is set, the source ends, or ``max_frames``.
+
+    Args:
+        camera: The camera's validated config.
+        parts: Source, detector, tracker, pipelines, sink, optional evidence/health.
+        stop: Anything with ``is_set()`` (threading/multiprocessing Event).
+        replay: Files only: take every sampled frame, no pacing (the source samples
+            by video timestamp).
+        heartbeat_s: Seconds between heartbeats (wall clock).
+        max_frames: Stop after this many processed frames (tests, benchmarks).
+        model_sha256: Stamped on every event.
+
+    Returns:
+        Counters for the run.
+    """
+    stats = WorkerStats()
+    period = 1.0 / camera.detect_fps
+    next_tick = time.monotonic()
+    last_hb = 0.0
+    last_state: str | None = None
+    rate_out = _Rate()
+    source = parts.source
+
+    def emit(event: Event) -> None:
+        if model_sha256 and not event.model_sha256:
+            event = event.model_copy(update={"model_sha256": model_sha256})
+        parts.sink.publish(event)
+        stats.events += 1
+
+    def heartbeat(now_mono: float, state_override: CameraState | None = None) -> None:
+        s = source.stats()
+        state = state_override or (
+            CameraState.ONLINE if s.state == "online" else
+            CameraState.STOPPED if s.state == "ended" else
+            CameraState.STARTING if s.state == "connecting" else
+            CameraState.OFFLINE
+        )  # fmt: skip
+        hb = CameraHeartbeat(
+            camera_id=camera.id,
+            state=state,
+            ts=dt.datetime.now(dt.UTC),
+            fps_in=round(float(s.fps_in), 2),
+            fps_out=round(rate_out.value(now_mono), 2),
+            frames_dropped=int(s.frames_dropped),
+            reconnects_1h=int(s.reconnects_1h),
+            last_frame_ts=_utc(s.last_frame_ts) if s.last_frame_ts else None,
+            message=(s.last_error or "")[:2000],
+            pid=os.getpid(),
+            detector_calls=stats.detector_calls,
+        )
+        parts.sink.publish_heartbeat(hb)
+
+    def check_source_state(now_ts: float) -> None:
+        nonlocal last_state
+        s = source.stats()
+        state = s.state
+        if state == last_state or state == "connecting":
+            return
+        # Report transitions between online and offline/ended, not the first connect.
+        if state == "offline" or (state == "online" and last_state == "offline"):
+            emit(_health_event(camera.id, now_ts, state, s.last_error or state))
+        elif state == "ended" and not replay:
+            emit(
+                _health_event(
+                    camera.id, now_ts, "offline", s.last_error or "source ended"
+                )
+            )
+        last_state = state
+
+    while not stop.is_set():
+        if max_frames is not None and stats.frames >= max_frames:
+            break
+        now = time.monotonic()
+        if now - last_hb >= heartbeat_s:
+            heartbeat(now)
+            last_hb = now
+        if not replay:
+            # Sample the newest frame at the target detection rate.
+            wait = next_tick - now
+            if wait > 0:
+                time.sleep(min(wait, 0.5))
+                continue
+            next_tick = max(next_tick + period, now)
+        frame = source.read(timeout_s=0.5)
+        check_source_state(time.time())
+        if frame is None:
+            if source.ended:
+                break
+            continue
+        stats.frames += 1
+        rate_out.tick(time.monotonic())
+        try:
+            events = _process_frame(camera, parts, frame, stats)
+        except Exception:  # noqa: BLE001 - one bad frame must not kill the camera
+            stats.frame_errors += 1
+            log.exception("camera %s: error processing frame %d", camera.id, frame.seq)
+            continue
+        for ev in events:
+            emit(ev)
+        if parts.evidence is not None:
+            for ev in parts.evidence.poll():
+                emit(ev)
+    heartbeat(time.monotonic(), CameraState.STOPPED)
+    log.info(
+        "camera %s: stopped after %d frames, %d events",
+        camera.id,
+        stats.frames,
+        stats.events,
+    )
+    return stats
+
+
+def _process_frame(
+    camera: CameraConfig, parts: WorkerParts, frame: Frame, stats: WorkerStats
+) -> list[Event]:
+    """Detect, track and apply rules to one frame; attach evidence to new events."""
+    out: list[Event] = []
+    if parts.evidence is not None:
+        parts.evidence.push(frame)
+    if parts.health is not None:
+        for change in parts.health.update(frame):
+            out.append(
+                _health_event(camera.id, frame.ts, change.status, change.message)
+            )
+    detections: Detections | None
+    try:
+        detections = parts.detector.detect(frame.image)
+        stats.detector_calls += 1
+    except Exception as exc:  # noqa: BLE001 - detector errors are per frame
+        stats.detector_errors += 1
+        log.warning(
+            "camera %s: detector failed on frame %d: %s", camera.id, frame.seq, exc
+        )
+        detections = None  # predict-only step keeps tracks alive
+    tracked = parts.tracker.update(detections, frame.mono)
+    removed = np.asarray(parts.tracker.removed_ids, dtype=np.int64)
+    for pipeline in parts.pipelines:
+        for ev in pipeline.update(frame, tracked, removed):
+            if (
+                parts.evidence is not None
+                and ev.kind in _EVIDENCE_KINDS
+                and ev.state in _EVIDENCE_STATES
+            ):
+                media = parts.evidence.snapshot(ev, frame, tracked, _highlight(ev))
+                ev = ev.model_copy(update={"media": tuple(ev.media) + tuple(media)})
+                parts.evidence.request_clip(ev)
+            out.append(ev)
+    return out
+
+
+# --------------------------------------------------------------------- assembly
+def media_root(app: AppConfig) -> Path:
+    """Directory holding event media."""
+    return Path(app.storage.media_dir or Path(app.data_dir) / "media")
+
+
+def build_parts(
+    app: AppConfig,
+    camera: CameraConfig,
+    sink: EventSink,
+    *,
+    replay: bool = False,
+    evidence: bool = True,
+    detector: Any | None = None,
+) -> WorkerParts:
+    """Create the real collaborators for one camera from its config."""
+    from pipelines.factory import build_pipelines
+
+    from monitor.detector import load_detector
+    from monitor.secrets import build_source_url
+    from monitor.sources import open_source
+    from monitor.tracker import Tracker
+
+    det = detector or load_detector(app.detector)
+    url = build_source_url(camera.source, app.secrets_file)
+    source = open_source(
+        camera, url, replay=replay, sample_fps=camera.detect_fps if replay else None
+    )
+    parts = WorkerParts(
+        source=source,
+        detector=det,
+        tracker=Tracker(app.tracker),
+        pipelines=build_pipelines(camera, det.class_names),
+        sink=sink,
+    )
+    parts.on_close.append(source.close)
+    if evidence:
+        from monitor.evidence import EvidenceRecorder
+
+        rec = EvidenceRecorder(camera.id, camera.evidence, media_root(app))
+        parts.evidence = rec
+
+        def _close_evidence() -> None:
+            rec.close()
+            for ev in rec.poll():
+                sink.publish(ev)
+
+        parts.on_close.append(_close_evidence)
+    try:
+        from monitor.health import FrameHealth
+
+        parts.health = FrameHealth()
+    except ImportError:  # pragma: no cover - optional until health lands
+        parts.health = None
+    return parts
+
+
+def camera_process_main(config_path: str, camera_id: str, stop_event: Any) -> None:
+    """Process target: run one camera until ``stop_event`` or SIGTERM/SIGINT.
+
+    The Redis URL comes from env ``HALLMONITOR_REDIS_URL`` (set by ``hallmonitor run``
+    after it starts or finds the server), else from the config / ``REDIS_URL``.
+    """
+    from config.loader import load_config
+    from monitor.logs import setup_logging
+    from monitor.publisher import EventPublisher
+
+    setup_logging(os.environ.get("HALLMONITOR_LOG_LEVEL", "INFO"))
+    app = load_config(config_path)
+    camera = app.camera(camera_id)
+    local_stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("camera %s: signal %d, stopping", camera_id, signum)
+        local_stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor owns Ctrl-C
+
+    class _Either:
+        def is_set(self) -> bool:
+            return local_stop.is_set() or stop_event.is_set()
+
+    redis_url = (
+        os.environ.get("HALLMONITOR_REDIS_URL")
+        or app.redis.url
+        or os.environ.get("REDIS_URL")
+    )
+    if not redis_url:
+        raise RuntimeError(
+            "no Redis URL: run through `hallmonitor run` or set REDIS_URL"
+        )
+    publisher = EventPublisher(
+        redis_url,
+        stream=app.redis.stream,
+        heartbeat_stream=app.redis.heartbeat_stream,
+        maxlen=app.redis.maxlen,
+        spool_dir=Path(app.data_dir) / "spool" / camera.id,
+        spool_max_events=app.redis.spool_max_events,
+    )
+    parts = None
+    try:
+        parts = build_parts(app, camera, publisher)
+        run_camera(
+            camera,
+            parts,
+            _Either(),
+            heartbeat_s=app.supervisor.heartbeat_s,
+            model_sha256=parts.detector.model_sha256,
+        )
+    finally:
+        if parts is not None:
+            parts.close()
+        publisher.close()
