@@ -28,6 +28,8 @@ __all__ = [
     "CameraConfig",
     "CredentialsConfig",
     "EvidenceConfig",
+    "GatingConfig",
+    "MotionConfig",
     "LineConfig",
     "RedisConfig",
     "SourceConfig",
@@ -178,6 +180,70 @@ class EvidenceConfig(StrictModel):
     jpeg_quality: int = Field(85, ge=10, le=100)
 
 
+class MotionConfig(StrictModel):
+    """Cheap motion detection on a small grey copy of each sampled frame."""
+
+    width: int = Field(
+        160, ge=32, le=1280, description="Pixels: width of the grey copy differenced"
+    )
+    threshold: float = Field(
+        25.0, ge=1, le=255, description="Grey levels a pixel must change by to count"
+    )
+    min_area_frac: float = Field(
+        0.0005, ge=0, le=1, description="Fraction of the image a moving blob must cover"
+    )
+    alpha: float = Field(
+        0.1, gt=0, le=1, description="Background learning rate per sampled frame (0-1]"
+    )
+    max_changed_frac: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Changed fraction above which the change is treated "
+        "as lighting/scene change, not motion (0-1]",
+    )
+    mask: tuple[tuple[RelPoint, ...], ...] = Field(
+        (),
+        description="Polygons (relative 0-1) ignored by motion detection "
+        "(timestamps, trees, flags)",
+    )
+
+
+class GatingConfig(StrictModel):
+    """When and where the detector runs."""
+
+    mode: Literal["full", "motion", "regions"] = Field(
+        "regions",
+        description="full: detect the whole frame on every sampled frame; motion: skip "
+        "the detector when nothing moves and nothing is tracked; regions: motion-gated "
+        "and detect only crops around motion and tracks",
+    )
+    full_frame_interval_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Seconds between full-frame refreshes (finds "
+        "objects that stand still)",
+    )
+    region_margin: float = Field(
+        0.25, ge=0, le=2, description="Fraction of a box's size added around it"
+    )
+    max_regions: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Crops per frame. Each crop costs one inference, "
+        "as much as a full frame, so more than one only pays with a batched detector",
+    )
+    max_region_frac: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="Crops covering more than this fraction of the "
+        "frame are replaced by one full-frame pass",
+    )
+
+
 class CameraConfig(StrictModel):
     """One camera and what to watch on it."""
 
@@ -193,6 +259,8 @@ class CameraConfig(StrictModel):
     lines: tuple[LineConfig, ...] = ()
     rules: RulesConfig = RulesConfig()
     evidence: EvidenceConfig = EvidenceConfig()
+    motion: MotionConfig = MotionConfig()
+    gating: GatingConfig = GatingConfig()
 
     @field_validator("timezone")
     @classmethod

@@ -31,6 +31,8 @@ from monitor.events import (
     EventState,
     Severity,
 )
+from monitor.motion import MotionDetector
+from monitor.regions import DetectionGate, GateDecision, Plan, detect_plan
 from monitor.types import Detections, Frame
 from pipelines.base import Pipeline
 
@@ -75,6 +77,7 @@ class WorkerStats:
     detector_errors: int = 0
     events: int = 0
     frame_errors: int = 0
+    plans: dict[str, int] = field(default_factory=dict)
     started_mono: float = field(default_factory=time.monotonic)
 
 
@@ -89,6 +92,8 @@ class WorkerParts:
     sink: EventSink
     evidence: Any | None = None  # monitor.evidence.EvidenceRecorder
     health: Any | None = None  # monitor.health frame-health checker
+    gate: DetectionGate | None = None  # None: full-frame detection on every frame
+    last_tracked: Detections | None = None
     on_close: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -280,9 +285,16 @@ def _process_frame(
                 _health_event(camera.id, frame.ts, change.status, change.message)
             )
     detections: Detections | None
+    decision = (
+        parts.gate.update(frame, parts.last_tracked)
+        if parts.gate is not None
+        else GateDecision(Plan.FULL, np.zeros((0, 4), np.int32), None, "no-gate")
+    )
+    stats.plans[decision.plan.value] = stats.plans.get(decision.plan.value, 0) + 1
     try:
-        detections = parts.detector.detect(frame.image)
-        stats.detector_calls += 1
+        detections = detect_plan(parts.detector, frame, decision)
+        if detections is not None:
+            stats.detector_calls += 1
     except Exception as exc:  # noqa: BLE001 - detector errors are per frame
         stats.detector_errors += 1
         log.warning(
@@ -290,6 +302,7 @@ def _process_frame(
         )
         detections = None  # predict-only step keeps tracks alive
     tracked = parts.tracker.update(detections, frame.mono)
+    parts.last_tracked = tracked
     removed = np.asarray(parts.tracker.removed_ids, dtype=np.int64)
     for pipeline in parts.pipelines:
         for ev in pipeline.update(frame, tracked, removed):
@@ -341,6 +354,10 @@ def build_parts(
         sink=sink,
     )
     parts.on_close.append(source.close)
+    if camera.gating.mode != "full":
+        parts.gate = DetectionGate(
+            camera.gating, MotionDetector(camera.motion), min(det.input_size)
+        )
     if evidence:
         from monitor.evidence import EvidenceRecorder
 

@@ -1,0 +1,265 @@
+"""Decide when and where the detector runs: motion gating and region detection.
+
+Frigate's idea, adapted: rather than letterboxing the whole frame on every sampled
+frame, detect on a few square crops around motion and around where tracked objects are
+expected, each about the model's input size (so small objects keep their pixels), and
+refresh with a full-frame pass every ``full_frame_interval_s`` so objects that stand
+still are not lost. No motion and no active tracks → no detector call at all.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from config.schema import GatingConfig
+from monitor.motion import MotionDetector, MotionResult
+from monitor.types import Detections, Frame
+
+__all__ = [
+    "DetectionGate",
+    "GateDecision",
+    "Plan",
+    "detect_plan",
+    "nms_xyxy",
+    "plan_regions",
+]
+
+
+class Plan(enum.StrEnum):
+    """What to do with one sampled frame."""
+
+    SKIP = "skip"  # nothing moves, nothing tracked: predict-only tracker step
+    FULL = "full"  # whole frame
+    REGIONS = "regions"  # crops only
+
+
+@dataclass(frozen=True, slots=True)
+class GateDecision:
+    """The gate's answer for one frame.
+
+    Attributes:
+        plan: skip / full / regions.
+        regions: ``(R, 4)`` int32 xyxy crops in frame pixels (``plan == REGIONS``).
+        motion: The motion result the decision was based on (None in ``full`` mode).
+        reason: Short reason for logs and benchmarks.
+    """
+
+    plan: Plan
+    regions: npt.NDArray[np.int32]
+    motion: MotionResult | None
+    reason: str
+
+
+def _square_regions(
+    boxes: npt.NDArray[np.float32],
+    frame_wh: tuple[int, int],
+    side_min: int,
+    margin: float,
+) -> npt.NDArray[np.float32]:
+    """One square region per box: at least ``side_min``, box + margin, inside the frame.
+
+    Args:
+        boxes: ``(K, 4)`` xyxy.
+        frame_wh: Frame ``(W, H)``.
+        side_min: Minimum square side in pixels (the model input size).
+        margin: Fraction of the box size added around it.
+
+    Returns:
+        ``(K, 4)`` float32 xyxy squares (clamped to the frame; a side larger than the
+        frame's short side becomes a full-height/width band).
+    """
+    w, h = frame_wh
+    bw = boxes[:, 2] - boxes[:, 0]
+    bh = boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(np.maximum(bw, bh) * (1 + 2 * margin), side_min)
+    side_x = np.minimum(side, w)
+    side_y = np.minimum(side, h)
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    x1 = np.clip(cx - side_x / 2, 0, w - side_x)
+    y1 = np.clip(cy - side_y / 2, 0, h - side_y)
+    return np.stack([x1, y1, x1 + side_x, y1 + side_y], axis=1).astype(np.float32)
+
+
+def _overlap_matrix(r: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+    ix = np.minimum(r[:, None, 2], r[None, :, 2]) - np.maximum(
+        r[:, None, 0], r[None, :, 0]
+    )
+    iy = np.minimum(r[:, None, 3], r[None, :, 3]) - np.maximum(
+        r[:, None, 1], r[None, :, 1]
+    )
+    ov = (ix > 0) & (iy > 0)
+    np.fill_diagonal(ov, False)
+    return ov
+
+
+def plan_regions(
+    boxes: npt.NDArray[np.float32],
+    frame_wh: tuple[int, int],
+    side_min: int,
+    *,
+    margin: float = 0.25,
+    max_regions: int = 4,
+) -> npt.NDArray[np.int32]:
+    """Merge boxes of interest into at most ``max_regions`` square crops.
+
+    Overlapping squares are merged into the square covering both until none overlap;
+    if more than ``max_regions`` remain, the closest pairs are merged.
+
+    Args:
+        boxes: ``(K, 4)`` xyxy boxes of interest (motion, predicted tracks).
+        frame_wh: Frame ``(W, H)``.
+        side_min: Minimum crop side (the detector's input size).
+        margin: Fraction of each box's size added around it.
+        max_regions: Upper bound on the number of crops.
+
+    Returns:
+        ``(R, 4)`` int32 xyxy crops, ``R <= max_regions`` (``R = 0`` for no boxes).
+    """
+    if len(boxes) == 0:
+        return np.zeros((0, 4), np.int32)
+    regions = _square_regions(np.asarray(boxes, np.float32), frame_wh, side_min, margin)
+    # Merging is a loop over regions (a handful), not over objects.
+    while len(regions) > 1:
+        ov = _overlap_matrix(regions)
+        if ov.any():
+            i, j = np.argwhere(ov)[0]
+        elif len(regions) > max_regions:
+            c = (regions[:, :2] + regions[:, 2:]) / 2
+            d = np.linalg.norm(c[:, None] - c[None, :], axis=2)
+            np.fill_diagonal(d, np.inf)
+            i, j = np.unravel_index(np.argmin(d), d.shape)
+        else:
+            break
+        union = np.concatenate([regions[i, :2].clip(max=regions[j, :2]),
+                                np.maximum(regions[i, 2:], regions[j, 2:])])[None]  # fmt: skip
+        merged = _square_regions(union, frame_wh, side_min, 0.0)
+        keep = np.ones(len(regions), bool)
+        keep[[i, j]] = False
+        regions = np.concatenate([regions[keep], merged])
+    return np.round(regions).astype(np.int32)
+
+
+def nms_xyxy(
+    xyxy: npt.NDArray[np.float32],
+    scores: npt.NDArray[np.float32],
+    class_id: npt.NDArray[np.int64],
+    iou: float,
+) -> npt.NDArray[np.int64]:
+    """Class-aware greedy NMS; returns kept indices ``(M,)`` sorted by score."""
+    if len(xyxy) == 0:
+        return np.zeros(0, np.int64)
+    # Offsetting boxes per class makes one NMS pass class-aware.
+    off = xyxy + (class_id.astype(np.float32) * 1e5)[:, None]
+    order = np.argsort(-scores, kind="stable")
+    area = (off[:, 2] - off[:, 0]) * (off[:, 3] - off[:, 1])
+    keep: list[int] = []
+    while len(order):
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        ix = np.minimum(off[i, 2], off[rest, 2]) - np.maximum(off[i, 0], off[rest, 0])
+        iy = np.minimum(off[i, 3], off[rest, 3]) - np.maximum(off[i, 1], off[rest, 1])
+        inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
+        ious = inter / (area[i] + area[rest] - inter + 1e-9)
+        order = rest[ious <= iou]
+    return np.asarray(keep, np.int64)
+
+
+def detect_plan(
+    detector: Any, frame: Frame, decision: GateDecision, nms_iou: float = 0.5
+) -> Detections | None:
+    """Run the detector as ``decision`` says.
+
+    Returns:
+        Detections in frame pixels, or None for ``Plan.SKIP`` (predict-only step).
+    """
+    if decision.plan is Plan.SKIP:
+        return None
+    if decision.plan is Plan.FULL or len(decision.regions) == 0:
+        return detector.detect(frame.image)  # type: ignore[no-any-return]
+    img = frame.image
+    crops = [img[y1:y2, x1:x2] for x1, y1, x2, y2 in decision.regions]
+    parts = detector.detect_batch(crops)
+    shifted = []
+    for (x1, y1, _, _), d in zip(decision.regions, parts, strict=True):
+        if len(d):
+            d = Detections(
+                xyxy=d.xyxy + np.array([x1, y1, x1, y1], np.float32),
+                confidence=d.confidence,
+                class_id=d.class_id,
+            )
+        shifted.append(d)
+    merged = Detections.merge(shifted)
+    if len(decision.regions) > 1 and len(merged) > 1:
+        merged = merged[
+            nms_xyxy(merged.xyxy, merged.confidence, merged.class_id, nms_iou)
+        ]
+    return merged
+
+
+class DetectionGate:
+    """Per-camera decision: skip, full frame, or regions.
+
+    Args:
+        cfg: Gating config.
+        motion: The camera's motion detector.
+        side_min: Detector input size in pixels (minimum crop side).
+    """
+
+    def __init__(
+        self, cfg: GatingConfig, motion: MotionDetector, side_min: int
+    ) -> None:
+        self.cfg = cfg
+        self.motion = motion
+        self.side_min = side_min
+        self._last_full: float | None = None
+
+    def reset(self) -> None:
+        """Forget timing and background (e.g. after a reconnect)."""
+        self._last_full = None
+        self.motion.reset()
+
+    def update(self, frame: Frame, tracked: Detections | None) -> GateDecision:
+        """Decide for ``frame`` given the boxes currently tracked (``(T, 4)``)."""
+        empty = np.zeros((0, 4), np.int32)
+        if self.cfg.mode == "full":
+            return GateDecision(Plan.FULL, empty, None, "mode=full")
+        m = self.motion.update(frame.image)
+        due = (
+            self._last_full is None
+            or frame.mono - self._last_full >= self.cfg.full_frame_interval_s
+        )
+        if due or m.scene_change:
+            self._last_full = frame.mono
+            return GateDecision(
+                Plan.FULL, empty, m, "refresh" if due else "scene-change"
+            )
+        has_tracks = tracked is not None and len(tracked) > 0
+        if not len(m.boxes) and not has_tracks:
+            return GateDecision(Plan.SKIP, empty, m, "idle")
+        if self.cfg.mode == "motion":
+            return GateDecision(Plan.FULL, empty, m, "motion")
+        boxes = m.boxes
+        if has_tracks:
+            assert tracked is not None
+            boxes = (
+                np.concatenate([boxes, tracked.xyxy]) if len(boxes) else tracked.xyxy
+            )
+        w, h = frame.resolution_wh
+        regions = plan_regions(
+            boxes, (w, h), self.side_min,
+            margin=self.cfg.region_margin, max_regions=self.cfg.max_regions,
+        )  # fmt: skip
+        area = float(
+            ((regions[:, 2] - regions[:, 0]) * (regions[:, 3] - regions[:, 1])).sum()
+        )
+        if area >= self.cfg.max_region_frac * w * h:
+            self._last_full = frame.mono
+            return GateDecision(Plan.FULL, empty, m, "regions-too-large")
+        return GateDecision(Plan.REGIONS, regions, m, "regions")
