@@ -1,0 +1,71 @@
+"""IoU cost and optimal one-to-one assignment, vectorised."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+
+__all__ = ["iou_matrix", "match"]
+
+_EMPTY = np.zeros(0, dtype=np.intp)
+
+
+def iou_matrix(
+    a: npt.NDArray[np.floating], b: npt.NDArray[np.floating]
+) -> npt.NDArray[np.float64]:
+    """Pairwise intersection over union.
+
+    Args:
+        a: ``(N, 4)`` boxes ``x1, y1, x2, y2``.
+        b: ``(M, 4)`` boxes ``x1, y1, x2, y2``.
+
+    Returns:
+        ``(N, M)`` IoU in ``[0, 1]`` (0 for degenerate boxes).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    # Column-wise (N,1) vs (M,) broadcasting: four 2-D ops beat one 3-D op here.
+    ax1, ay1, ax2, ay2 = a[:, 0:1], a[:, 1:2], a[:, 2:3], a[:, 3:4]
+    bx1, by1, bx2, by2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    iw = np.minimum(ax2, bx2) - np.maximum(ax1, bx1)
+    ih = np.minimum(ay2, by2) - np.maximum(ay1, by1)
+    np.maximum(iw, 0.0, out=iw)
+    np.maximum(ih, 0.0, out=ih)
+    inter = iw * ih
+    union = ((ax2 - ax1) * (ay2 - ay1)) + ((bx2 - bx1) * (by2 - by1)) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
+
+
+def match(
+    score: npt.NDArray[np.float64], min_score: float
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Maximum-total-score one-to-one matching, keeping pairs with ``score >= min_score``.
+
+    Pairs below ``min_score`` are removed from the problem before solving (not just
+    filtered afterwards), so a weak pair can never displace a valid one.
+
+    Args:
+        score: ``(N, M)`` similarity (IoU; 0 where a pair is not allowed).
+        min_score: Smallest similarity accepted as a match (> 0).
+
+    Returns:
+        ``rows (K,)`` and ``cols (K,)`` index arrays of matched pairs.
+    """
+    if score.size == 0:
+        return _EMPTY, _EMPTY
+    ok = score >= min_score
+    # Fast path (the usual case for a fixed camera): every candidate row and column
+    # has exactly one valid partner, so the optimum is just those pairs.
+    row_n = ok.sum(1)
+    col_n = ok.sum(0)
+    if row_n.max() <= 1 and col_n.max() <= 1:
+        rows, cols = ok.nonzero()
+        return rows, cols
+    # Solve only the rows/columns that have any valid partner.
+    rsel = row_n.nonzero()[0]
+    csel = col_n.nonzero()[0]
+    sub = np.where(ok, score, 0.0)[rsel][:, csel]
+    r, c = linear_sum_assignment(sub, maximize=True)
+    keep = sub[r, c] >= min_score
+    return rsel[r[keep]], csel[c[keep]]

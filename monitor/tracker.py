@@ -1,0 +1,302 @@
+"""Multi-object tracker: batched Kalman motion, ByteTrack two-stage IoU association.
+
+All tracks live in one ``(N, _NCOL)`` float64 table (one row per track: Kalman mean
+and block covariance, last box, score, last-match time, hits, state, class, public
+id), so prediction, association bookkeeping and eviction are a few whole-array
+operations per frame whatever the number of tracks; there is no per-track Python.
+
+Life cycle: a high-score detection that matches nothing starts a *tentative* track;
+after ``min_confirm_hits`` matches it is *confirmed* and gets a public id (ids are
+dense, start at 1, are unique per tracker and never reused, also across ``reset()``).
+A confirmed track that misses a detection step becomes *lost*, keeps being
+predicted and can be re-associated; it is *removed* once ``lost_buffer_s`` seconds
+have passed since its last match. Tentative tracks are dropped at their first miss
+(as in ByteTrack) and never surface. Time comes only from ``mono`` (seconds), so
+dropped frames, irregular frame intervals and predict-only steps (detector skipped)
+are handled by the motion model, not by counting frames.
+
+Association per detection step (ByteTrack):
+
+1. high-score detections vs confirmed and lost tracks (IoU >= ``match_iou``);
+2. low-score detections vs confirmed tracks still unmatched (IoU >=
+   ``LOW_MATCH_IOU``, stricter because low scores are often clutter);
+3. remaining high-score detections vs tentative tracks (IoU >= ``match_iou``).
+
+IoU is zeroed between different classes, so a person never continues as a car.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from config.tracker import TrackerConfig
+from monitor import kalman
+from monitor.assignment import iou_matrix, match
+from monitor.types import Detections
+
+__all__ = ["LOW_MATCH_IOU", "Tracker"]
+
+log = logging.getLogger(__name__)
+
+#: Minimum IoU to accept a low-score detection in the second stage (ByteTrack: 0.5).
+LOW_MATCH_IOU = 0.5
+
+# Column layout of the track table.
+_MEAN = slice(0, 8)  # cx, cy, w, h, vcx, vcy, vw, vh (px, px/s)
+_COV = slice(8, 20)  # (3, 4) block covariance, see monitor.kalman
+_BOX = slice(20, 24)  # last matched detection box x1, y1, x2, y2
+_SCORE = 24  # last matched detection score
+_SEEN = 25  # mono of the last match
+_HITS = 26  # number of matches
+_STATE = 27  # _TENTATIVE / _CONFIRMED / _LOST
+_CLS = 28  # class id
+_PID = 29  # public id (0 until confirmed)
+_NCOL = 30
+
+_TENTATIVE, _CONFIRMED, _LOST = 0.0, 1.0, 2.0
+
+_NO_IDS = np.zeros(0, dtype=np.int64)
+
+
+class Tracker:
+    """ByteTrack-style tracker over :class:`~monitor.types.Detections`.
+
+    Args:
+        cfg: Thresholds and buffers (seconds); defaults when ``None``.
+    """
+
+    def __init__(self, cfg: TrackerConfig | None = None) -> None:
+        self.cfg = cfg if cfg is not None else TrackerConfig()
+        self.kalman = kalman.KalmanParams()
+        self._next_id = 1
+        self._bad_inputs = 0
+        self._t = np.zeros((0, _NCOL))
+        self._mono: float | None = None
+        self._removed = _NO_IDS
+        self._pending_removed = _NO_IDS
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def removed_ids(self) -> npt.NDArray[np.int64]:
+        """``(K,)`` int64 public ids removed during the last :meth:`update` call."""
+        return self._removed
+
+    @property
+    def num_tracks(self) -> int:
+        """Tracks held internally (tentative, confirmed and lost)."""
+        return int(self._t.shape[0])
+
+    def reset(self) -> None:
+        """Forget all tracks (ids keep counting up; dropped ids are reported by the
+        next :meth:`update` in :attr:`removed_ids` so rules can evict them)."""
+        pids = self._t[:, _PID]
+        self._pending_removed = np.concatenate(
+            [self._pending_removed, pids[pids > 0].astype(np.int64)]
+        )
+        self._t = np.zeros((0, _NCOL))
+        self._mono = None
+        self._removed = _NO_IDS
+
+    def update(self, detections: Detections | None, mono: float) -> Detections:
+        """Advance to time ``mono`` and associate this frame's detections.
+
+        Args:
+            detections: This frame's detector output (``tracker_id`` ignored), or
+                ``None`` for a predict-only step (the detector did not run).
+            mono: Monotonic timestamp in seconds; intervals may be irregular.
+
+        Returns:
+            Confirmed tracks with ``tracker_id`` (int64, > 0). On a detection step:
+            the confirmed tracks matched this frame, with the matched detection's
+            box, score and ``data`` columns. On a predict-only step: the confirmed,
+            not-lost tracks with their predicted boxes and last matched score.
+
+        Raises:
+            TypeError: ``detections`` is neither ``Detections`` nor ``None``.
+            ValueError: ``mono`` is not a finite number.
+        """
+        if detections is not None and not isinstance(detections, Detections):
+            raise TypeError(
+                "Tracker.update: detections must be Detections or None, "
+                f"got {type(detections).__name__}"
+            )
+        mono = float(mono)
+        if not math.isfinite(mono):
+            raise ValueError(f"Tracker.update: mono must be finite, got {mono}")
+        dt = 0.0
+        if self._mono is not None:
+            dt = mono - self._mono
+            if dt < 0.0:
+                # A clock step backwards must not corrupt the filter; treat as dt=0.
+                log.warning("tracker: time went backwards by %.3f s; ignoring", -dt)
+                dt, mono = 0.0, self._mono
+        self._mono = mono
+
+        t = self._t
+        n = t.shape[0]
+        if n:
+            kalman.predict(t[:, _MEAN], t[:, _COV].reshape(n, 3, 4), dt, self.kalman)
+        if detections is None:
+            return self._predict_only(mono)
+        return self._associate(detections, mono)
+
+    # ------------------------------------------------------------------ internals
+    def _predicted_xyxy(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """``(N, 4)`` corner boxes of ``(N, _NCOL)`` rows' current Kalman means."""
+        c = rows[:, 0:2]
+        half = 0.5 * rows[:, 2:4]
+        return np.concatenate([c - half, c + half], axis=1)
+
+    def _expire(self, mono: float, drop: npt.NDArray[np.bool_] | None) -> None:
+        """Remove lost tracks past their buffer (and rows in ``drop``)."""
+        t = self._t
+        gone = (t[:, _STATE] == _LOST) & (mono - t[:, _SEEN] > self.cfg.lost_buffer_s)
+        if drop is not None:
+            gone |= drop
+        removed = t[gone, _PID]
+        removed = removed[removed > 0].astype(np.int64)
+        if self._pending_removed.size:
+            removed = np.concatenate([self._pending_removed, removed])
+            self._pending_removed = _NO_IDS
+        self._removed = removed
+        if gone.any():
+            self._t = t[~gone]
+
+    def _predict_only(self, mono: float) -> Detections:
+        self._expire(mono, None)
+        t = self._t
+        rows = t[t[:, _STATE] == _CONFIRMED]
+        return Detections(
+            xyxy=self._predicted_xyxy(rows),
+            confidence=rows[:, _SCORE],
+            class_id=rows[:, _CLS],
+            tracker_id=rows[:, _PID],
+        )
+
+    def _clean(self, det: Detections) -> Detections:
+        """Drop rows that cannot be tracked (degenerate box, NaN or low score)."""
+        conf = det.confidence
+        xy = det.xyxy
+        ok = (
+            (conf >= self.cfg.low_threshold)
+            & (xy[:, 2] > xy[:, 0])
+            & (xy[:, 3] > xy[:, 1])
+        )
+        if ok.all():
+            return det
+        bad = int((~((xy[:, 2] > xy[:, 0]) & (xy[:, 3] > xy[:, 1]))).sum()) + int(
+            np.isnan(conf).sum()
+        )
+        if bad:
+            # Rate-limited: a broken detector must not flood the log every frame.
+            if self._bad_inputs % 1000 == 0:
+                log.warning(
+                    "tracker: ignoring %d detection(s) with an empty/inverted box "
+                    "or NaN score (seen %d times)",
+                    bad,
+                    self._bad_inputs + 1,
+                )
+            self._bad_inputs += 1
+        return det[ok]
+
+    def _associate(self, det: Detections, mono: float) -> Detections:
+        cfg = self.cfg
+        det = self._clean(det)
+        t = self._t
+        n, d = t.shape[0], len(det)
+        state = t[:, _STATE].copy()
+        conf = det.confidence
+        high = conf >= cfg.high_threshold
+
+        track_of_det = np.full(d, -1, dtype=np.intp)
+        matched = np.zeros(n, dtype=bool)
+        if n and d:
+            iou = iou_matrix(self._predicted_xyxy(t), det.xyxy)
+            iou *= t[:, _CLS][:, None] == det.class_id[None, :]
+            free_det = np.ones(d, dtype=bool)
+            stages = (
+                (state != _TENTATIVE, high, cfg.match_iou),
+                (state == _CONFIRMED, ~high, LOW_MATCH_IOU),
+                (state == _TENTATIVE, high, cfg.match_iou),
+            )
+            for track_sel, det_sel, min_iou in stages:
+                ti = (track_sel & ~matched).nonzero()[0]
+                di = (det_sel & free_det).nonzero()[0]
+                if not ti.size or not di.size:
+                    continue
+                r, c = match(iou[ti][:, di], min_iou)
+                matched[ti[r]] = True
+                free_det[di[c]] = False
+                track_of_det[di[c]] = ti[r]
+
+        # Kalman correction and bookkeeping of matched tracks, all at once.
+        md = (track_of_det >= 0).nonzero()[0]
+        mt = track_of_det[md]
+        if md.size:
+            rows = t[mt]
+            z = kalman.xyxy_to_cxcywh(det.xyxy[md])
+            mean = rows[:, _MEAN]
+            cov = rows[:, _COV].reshape(-1, 3, 4)
+            kalman.update(mean, cov, z, self.kalman)
+            rows[:, _MEAN] = mean
+            rows[:, _COV] = cov.reshape(-1, 12)
+            rows[:, _BOX] = det.xyxy[md]
+            rows[:, _SCORE] = conf[md]
+            rows[:, _SEEN] = mono
+            rows[:, _HITS] += 1.0
+            st = rows[:, _STATE]
+            st[st == _LOST] = _CONFIRMED
+            promote = (st == _TENTATIVE) & (rows[:, _HITS] >= cfg.min_confirm_hits)
+            st[promote] = _CONFIRMED
+            rows[:, _STATE] = st
+            k = int(promote.sum())
+            if k:
+                rows[promote, _PID] = np.arange(self._next_id, self._next_id + k)
+                self._next_id += k
+            t[mt] = rows
+
+        # Misses: confirmed -> lost; tentative -> dropped.
+        unmatched = ~matched
+        t[unmatched & (state == _CONFIRMED), _STATE] = _LOST
+        self._t = t
+        self._expire(mono, unmatched & (state == _TENTATIVE))
+
+        # Births from unmatched high-score detections.
+        born = np.flatnonzero(
+            (track_of_det < 0) & high & (conf >= cfg.new_track_threshold)
+        )
+        out_det = md
+        out_pid = t[mt, _PID] if md.size else np.zeros(0)
+        out_ok = out_pid > 0
+        if born.size:
+            new = np.zeros((born.size, _NCOL))
+            z = kalman.xyxy_to_cxcywh(det.xyxy[born])
+            mean, cov = kalman.initiate(z, self.kalman)
+            new[:, _MEAN] = mean
+            new[:, _COV] = cov.reshape(-1, 12)
+            new[:, _BOX] = det.xyxy[born]
+            new[:, _SCORE] = conf[born]
+            new[:, _SEEN] = mono
+            new[:, _HITS] = 1.0
+            new[:, _CLS] = det.class_id[born]
+            if cfg.min_confirm_hits <= 1:
+                new[:, _STATE] = _CONFIRMED
+                new[:, _PID] = np.arange(self._next_id, self._next_id + born.size)
+                self._next_id += born.size
+                out_det = np.concatenate([md, born])
+                out_pid = np.concatenate([out_pid, new[:, _PID]])
+                out_ok = np.concatenate([out_ok, np.ones(born.size, dtype=bool)])
+            self._t = np.concatenate([self._t, new])
+
+        sel = out_det[out_ok]
+        return Detections(
+            xyxy=det.xyxy[sel],
+            confidence=conf[sel],
+            class_id=det.class_id[sel],
+            tracker_id=out_pid[out_ok],
+            data={k: v[sel] for k, v in det.data.items()},
+        )
