@@ -1,0 +1,102 @@
+"""Letterbox resize into a network input, and the inverse mapping for boxes.
+
+Two conventions exist among the supported models:
+
+* centred (Ultralytics YOLOv5/v8/11): the resized image sits in the middle of the
+  canvas, padding split between both sides (``round(pad / 2 -/+ 0.1)``);
+* top-left (YOLOX): the resized image sits at ``(0, 0)``, padding right and bottom.
+
+Both pad with grey 114 and resize with bilinear interpolation, as their training code
+does; matching that exactly is what keeps our boxes within a pixel of the reference
+implementations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["LetterboxInfo", "letterbox_into", "unletterbox"]
+
+
+@dataclass(frozen=True, slots=True)
+class LetterboxInfo:
+    """How one image was placed on the canvas.
+
+    Attributes:
+        scale: Resize gain (network pixels per original pixel).
+        pad_x: Left padding in network pixels.
+        pad_y: Top padding in network pixels.
+        orig_wh: ``(width, height)`` of the original image.
+    """
+
+    scale: float
+    pad_x: float
+    pad_y: float
+    orig_wh: tuple[int, int]
+
+
+def letterbox_into(
+    image: npt.NDArray[np.uint8],
+    canvas: npt.NDArray[np.uint8],
+    centred: bool,
+    pad_value: int = 114,
+) -> LetterboxInfo:
+    """Resize ``image`` keeping its aspect ratio and write it into ``canvas``.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 image (any memory layout).
+        canvas: ``(h, w, 3)`` uint8 network-sized buffer, overwritten in place.
+        centred: Centre the image (Ultralytics) instead of top-left (YOLOX).
+        pad_value: Grey level of the padding.
+
+    Returns:
+        The placement, for :func:`unletterbox`.
+    """
+    h0, w0 = image.shape[:2]
+    ch, cw = canvas.shape[:2]
+    r = min(ch / h0, cw / w0)
+    if centred:
+        # Ultralytics LetterBox: round the unpadded size, split padding -/+ 0.1
+        nw, nh = int(round(w0 * r)), int(round(h0 * r))
+    else:
+        # YOLOX preproc: truncate
+        nw, nh = int(w0 * r), int(h0 * r)
+    # extreme aspect ratios would round a side to 0 px
+    nw, nh = min(max(nw, 1), cw), min(max(nh, 1), ch)
+    if centred:
+        dw, dh = (cw - nw) / 2, (ch - nh) / 2
+        top, left = int(round(dh - 0.1)), int(round(dw - 0.1))
+    else:
+        top = left = 0
+    canvas[...] = pad_value
+    dst = canvas[top : top + nh, left : left + nw]
+    if (nw, nh) == (w0, h0):
+        dst[...] = image
+    else:
+        # resize then copy: cv2 does not write through a strided ``dst`` view
+        dst[...] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return LetterboxInfo(scale=r, pad_x=float(left), pad_y=float(top), orig_wh=(w0, h0))
+
+
+def unletterbox(
+    xyxy: npt.NDArray[np.float32], info: LetterboxInfo
+) -> npt.NDArray[np.float32]:
+    """Map boxes from network pixels back to original pixels, clipped to the image.
+
+    Args:
+        xyxy: ``(N, 4)`` boxes in network input pixels.
+        info: Placement returned by :func:`letterbox_into`.
+
+    Returns:
+        ``(N, 4)`` float32 boxes in original image pixels.
+    """
+    pad = np.array([info.pad_x, info.pad_y, info.pad_x, info.pad_y], np.float32)
+    out = (xyxy - pad) / np.float32(info.scale)
+    w, h = info.orig_wh
+    np.clip(out[:, 0::2], 0, w, out=out[:, 0::2])
+    np.clip(out[:, 1::2], 0, h, out=out[:, 1::2])
+    return out.astype(np.float32, copy=False)
