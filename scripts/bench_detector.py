@@ -1,0 +1,150 @@
+"""Benchmark the ONNX detector on frames of the shared videos; prints Markdown tables.
+
+Usage::
+
+    .venv/bin/python scripts/bench_detector.py [--frames 120] [--models yolox_nano ...]
+
+Table 1 (per model, batch 1, ``--threads`` intra-op threads): preprocessing, inference
+and postprocessing milliseconds, median and p95 over ``--frames`` frames taken evenly
+from three shared videos (640x360, 1280x720, 1920x1080).
+
+Table 2 (per model): frames/s for batch 1, 2, 4 with 1 and 2 threads (one session),
+and two sessions of 1 thread each running concurrently (what two camera workers with
+their own detector would get), to decide whether cameras should share a session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from config.detector import DetectorConfig  # noqa: E402
+from monitor.detector import OnnxDetector, read_manifest  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+VIDEOS = ("road_traffic.mp4", "bridge_traffic.mp4", "street_pedestrians_1080p.mp4")
+
+
+def load_frames(n: int) -> list[np.ndarray]:
+    """About ``n`` frames spread evenly over the benchmark videos."""
+    per = -(-n // len(VIDEOS))
+    frames: list[np.ndarray] = []
+    for name in VIDEOS:
+        cap = cv2.VideoCapture(str(SHARED / "data" / "videos" / name))
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or per
+        step = max(1, total // per)
+        i = got = 0
+        while got < per:
+            ok, img = cap.read()
+            if not ok:
+                break
+            if i % step == 0:
+                frames.append(img)
+                got += 1
+            i += 1
+        cap.release()
+    return frames[:n]
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def stage_table(det: OnnxDetector, frames: list[np.ndarray]) -> list[str]:
+    pre, inf, post, tot = [], [], [], []
+    for img in frames:
+        t = time.perf_counter()
+        det.detect(img)
+        tot.append((time.perf_counter() - t) * 1e3)
+        pre.append(det.last_timing["pre_ms"])
+        inf.append(det.last_timing["infer_ms"])
+        post.append(det.last_timing["post_ms"])
+    rows = []
+    for name, v in (
+        ("preprocess", pre),
+        ("inference", inf),
+        ("postprocess", post),
+        ("end to end", tot),
+    ):
+        rows.append(f"| {name} | {statistics.median(v):.2f} | {pct(v, 95):.2f} |")
+    ratio = (statistics.median(pre) + statistics.median(post)) / statistics.median(inf)
+    rows.append(f"| (pre+post)/inference | {ratio * 100:.1f} % | |")
+    return rows
+
+
+def fps(det: OnnxDetector, frames: list[np.ndarray], batch: int) -> float:
+    t = time.perf_counter()
+    for i in range(0, len(frames), batch):
+        det.detect_batch(frames[i : i + batch])
+    return len(frames) / (time.perf_counter() - t)
+
+
+def fps_two_sessions(dets: list[OnnxDetector], frames: list[np.ndarray]) -> float:
+    halves = [frames[0::2], frames[1::2]]
+    with ThreadPoolExecutor(2) as ex:
+        t = time.perf_counter()
+        list(ex.map(lambda k: [dets[k].detect(f) for f in halves[k]], range(2)))
+        return len(frames) / (time.perf_counter() - t)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=120, help="frames for table 1")
+    ap.add_argument(
+        "--fps-frames", type=int, default=48, help="frames per throughput cell"
+    )
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", nargs="*", default=["yolox_nano", "yolov8n_int8"])
+    ap.add_argument("--models-dir", default=str(SHARED / "models"))
+    args = ap.parse_args()
+
+    manifest = read_manifest(ROOT / "models" / "manifest.yaml")
+    frames = load_frames(args.frames)
+    sizes = sorted({f"{f.shape[1]}x{f.shape[0]}" for f in frames})
+    print(f"{len(frames)} frames ({', '.join(sizes)}) from {', '.join(VIDEOS)}\n")
+    for name in args.models:
+        entry = manifest[name]
+        path = Path(args.models_dir) / entry["file"]
+
+        def make(
+            threads: int, name: str = name, entry: dict = entry, path: Path = path
+        ) -> OnnxDetector:
+            cfg = DetectorConfig(model=str(path), threads=threads)
+            return OnnxDetector(path, cfg, manifest_entry=entry, name=name)
+
+        det = make(args.threads)
+        w, h = det.input_size
+        print(
+            f"### {name} ({det.spec.format.value}, {w}x{h}), batch 1, "
+            f"{args.threads} threads, ms per frame\n"
+        )
+        print("| stage | median | p95 |\n|---|---:|---:|")
+        print("\n".join(stage_table(det, frames)))
+        print(f"\n### {name}: frames/s ({args.fps_frames} frames per cell)\n")
+        print("| threads | batch 1 | batch 2 | batch 4 |\n|---|---:|---:|---:|")
+        sub = frames[: args.fps_frames]
+        for threads in (1, 2):
+            d = make(threads)
+            cells = [f"{fps(d, sub, b):.1f}" for b in (1, 2, 4)]
+            print(f"| {threads} (one session) | " + " | ".join(cells) + " |")
+        two = [make(1), make(1)]
+        print(
+            f"| 2 sessions x 1 thread, concurrent | {fps_two_sessions(two, sub):.1f}"
+            " | | |"
+        )
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
