@@ -252,6 +252,53 @@ def bench_30_objects(n_frames: int = 2000, repeat: int = 5) -> float:
     return best
 
 
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+REAL_VIDEOS = (
+    "indoor_person.mp4",
+    "street_pedestrians_1080p.mp4",
+    "concourse_people.avi",
+)
+
+
+def cached_detections(video: str, model: str = "yolox_nano") -> tuple[list, float]:
+    """Per-frame ``(K, 6)`` person rows ``[x1, y1, x2, y2, score, class]`` from the
+    real detector (score >= 0.1 so the low-score stage has input), cached under
+    /tmp so every tracker and every run sees identical input; and the video fps."""
+    import cv2
+
+    cache = Path("/tmp") / f"hallmonitor_dets_{Path(video).stem}_{model}.npz"
+    path = SHARED / "data" / "videos" / video
+    cap = cv2.VideoCapture(str(path))
+    fps = float(cap.get(cv2.CAP_PROP_FPS)) or 25.0
+    if cache.exists():
+        cap.release()
+        z = np.load(cache)
+        return [z[k] for k in sorted(z.files, key=int)], fps
+    from config.detector import DetectorConfig
+    from monitor.detector import load_detector
+
+    det = load_detector(
+        DetectorConfig(
+            model=model,
+            models_dir=str(SHARED / "models"),
+            score_threshold=0.1,
+            classes=("person",),
+        )
+    )
+    frames = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        d = det.detect(img)
+        frames.append(
+            np.column_stack([d.xyxy, d.confidence, d.class_id]).astype(np.float64)
+        )
+    cap.release()
+    np.savez_compressed(cache, **{str(i): f for i, f in enumerate(frames)})
+    return frames, fps
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -24,7 +24,8 @@ Noise model (:func:`noisy_detections`), applied per level with one seeded
   designed for).
 * **False positives** - ``Poisson(fp_per_frame)`` boxes per frame with a size drawn
   from the sequence's ground-truth boxes, uniformly placed in the image, scoring
-  ``U(0.1, 0.6)``.
+  ``U(0.1, 0.5)``, or ``U(0.5, 0.9)`` for one in four (confident clutter: a
+  tracker that starts tracks from single detections pays for it).
 
 Levels:
 
@@ -175,9 +176,12 @@ def noisy_detections(
         n_fp = rng.poisson(lv.fp_per_frame)
         fwh = all_wh[rng.integers(0, len(all_wh), n_fp)]
         fxy = rng.uniform(0.0, 1.0, (n_fp, 2)) * (np.array([w_img, h_img]) - fwh)
-        fp = np.column_stack(
-            [fxy, fxy + fwh, rng.uniform(0.1, 0.6, n_fp), np.full(n_fp, -1.0)]
+        fscore = np.where(
+            rng.random(n_fp) < 0.25,
+            rng.uniform(0.5, 0.9, n_fp),
+            rng.uniform(0.1, 0.5, n_fp),
         )
+        fp = np.column_stack([fxy, fxy + fwh, fscore, np.full(n_fp, -1.0)])
         dets = np.concatenate([tp, fp]) if n_fp else tp
         dets[:, [0, 2]] = np.clip(dets[:, [0, 2]], 0, w_img)
         dets[:, [1, 3]] = np.clip(dets[:, [1, 3]], 0, h_img)

@@ -1,0 +1,303 @@
+"""Tracker behaviour as frame-by-frame tables (scenarios built from timestamps)."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from config.tracker import TrackerConfig
+from monitor.tracker import Tracker
+from monitor.types import Detections
+
+PERSON, CAR = 0, 2
+FPS = 25.0
+
+# One frame of a scenario: (mono seconds, rows) with rows = [(x1, y1, x2, y2, score,
+# class), ...], or rows = None for a predict-only step (detector skipped).
+Row = tuple[float, float, float, float, float, int]
+Step = tuple[float, Sequence[Row] | None]
+
+
+def dets(rows: Sequence[Row]) -> Detections:
+    a = np.asarray(rows, dtype=np.float64).reshape(-1, 6)
+    return Detections(xyxy=a[:, :4], confidence=a[:, 4], class_id=a[:, 5])
+
+
+def box(cx: float, cy: float, w: float = 40, h: float = 100) -> tuple[float, ...]:
+    return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+
+
+def run(steps: Sequence[Step], cfg: TrackerConfig | None = None):
+    """Feed a scenario; return per-step (output Detections, removed ids)."""
+    tr = Tracker(cfg)
+    out = []
+    for mono, rows in steps:
+        d = None if rows is None else dets(rows)
+        res = tr.update(d, mono)
+        out.append((res, tr.removed_ids.copy()))
+    return tr, out
+
+
+def walker(
+    x0: float, vx: float, t: float, y: float = 200.0, score: float = 0.9, cls=PERSON
+) -> Row:
+    """A box moving at ``vx`` px/s, at time ``t``."""
+    return (*box(x0 + vx * t, y), score, cls)  # type: ignore[return-value]
+
+
+def ids_of(res: Detections) -> set[int]:
+    assert res.tracker_id is not None
+    return set(res.tracker_id.tolist())
+
+
+# ---------------------------------------------------------------------- scenarios
+def test_confirmation_and_dense_ids() -> None:
+    """Tentative tracks have no public id; ids are dense from 1 and stay put."""
+    steps = [
+        (i / FPS, [walker(100, 50, i / FPS), walker(400, -50, i / FPS)])
+        for i in range(5)
+    ]
+    _, out = run(steps)
+    table = [sorted(ids_of(r)) for r, _ in out]
+    assert table == [[], [1, 2], [1, 2], [1, 2], [1, 2]]
+    # output boxes are this frame's detection boxes, in order
+    res = out[3][0]
+    assert np.allclose(np.sort(res.xyxy[:, 0]), np.sort(dets(steps[3][1]).xyxy[:, 0]))
+    assert res.tracker_id.dtype == np.int64
+
+
+def test_crossing_paths_with_similar_boxes_keep_ids() -> None:
+    """Two same-size people walk through each other; the motion model keeps ids."""
+    steps = []
+    for i in range(75):  # 3 s; they overlap fully at t = 1.5 s
+        t = i / FPS
+        steps.append((t, [walker(100, 100, t), walker(400, -100, t, y=205)]))
+    _, out = run(steps)
+    # id of the left-to-right walker (smallest x at the start, largest at the end)
+    first = out[2][0]
+    last = out[-1][0]
+    lr_first = int(first.tracker_id[np.argmin(first.xyxy[:, 0])])
+    lr_last = int(last.tracker_id[np.argmax(last.xyxy[:, 0])])
+    assert lr_first == lr_last
+    assert all(ids_of(r) <= {1, 2} for r, _ in out)
+
+
+def test_occlusion_of_one_second_keeps_id() -> None:
+    """A walker disappears for 1.0 s and reappears where it should be: same id."""
+    cfg = TrackerConfig(lost_buffer_s=1.5)
+    steps: list[Step] = []
+    for i in range(100):
+        t = i / FPS
+        visible = not (25 <= i < 50)
+        steps.append((t, [walker(100, 60, t)] if visible else []))
+    tr, out = run(steps, cfg)
+    before = [ids_of(r) for r, _ in out[1:25]]
+    during = [ids_of(r) for r, _ in out[25:50]]
+    after = [ids_of(r) for r, _ in out[50:]]
+    assert before == [{1}] * 24
+    assert during == [set()] * 25
+    assert after == [{1}] * 50
+    assert all(len(rem) == 0 for _, rem in out)
+
+
+def test_gap_longer_than_buffer_gives_new_id_and_reports_removal() -> None:
+    """Lost longer than lost_buffer_s (seconds, not frames): removed, new id."""
+    cfg = TrackerConfig(lost_buffer_s=0.5)
+    steps: list[Step] = [(i / FPS, [walker(100, 0, 0)]) for i in range(10)]
+    # empty frames every 0.1 s (5 fps) to show time, not frame count, decides
+    last_seen = 9 / FPS
+    steps += [(last_seen + 0.1 * k, []) for k in range(1, 8)]
+    steps += [(last_seen + 0.8 + i / FPS, [walker(100, 0, 0)]) for i in range(3)]
+    _, out = run(steps, cfg)
+    removed_at = [k for k, (_, rem) in enumerate(out) if len(rem)]
+    # removal happens on the first step where more than 0.5 s passed (t+0.6)
+    assert removed_at == [10 + 5]
+    assert out[15][1].tolist() == [1]
+    assert [sorted(ids_of(r)) for r, _ in out[-3:]] == [[], [2], [2]]
+
+
+def test_low_confidence_stretch_keeps_track_but_never_starts_one() -> None:
+    """Scores dip below high_threshold: second-stage association keeps the id."""
+    cfg = TrackerConfig(high_threshold=0.5, low_threshold=0.1)
+    steps: list[Step] = []
+    for i in range(40):
+        t = i / FPS
+        score = 0.3 if 10 <= i < 30 else 0.9
+        rows = [walker(100, 40, t, score=score)]
+        rows.append(walker(500, 0, t, score=0.3))  # low score from the start
+        steps.append((t, rows))
+    _, out = run(steps, cfg)
+    table = [sorted(ids_of(r)) for r, _ in out]
+    assert table[0] == []
+    assert all(row == [1] for row in table[1:])
+    low = out[20][0]
+    assert np.isclose(low.confidence[0], 0.3)
+
+
+def test_irregular_timestamps_and_predict_only_steps() -> None:
+    """Random frame intervals (20-300 ms) and skipped detections: one id, and
+    predict-only steps return Kalman boxes near the true position."""
+    rng = np.random.default_rng(7)
+    t = np.cumsum(rng.uniform(0.02, 0.3, 80))
+    detect = rng.random(80) > 0.3
+    detect[:6] = True
+    steps: list[Step] = [
+        (float(tt), [walker(50, 80, tt)] if d else None)
+        for tt, d in zip(t, detect, strict=True)
+    ]
+    _, out = run(steps)
+    seen = set().union(*(ids_of(r) for r, _ in out))
+    assert seen == {1}
+    errs = []
+    for (tt, rows), (res, _) in zip(steps[10:], out[10:], strict=True):
+        assert len(res) == 1, f"track missing at t={tt:.2f}"
+        if rows is None:
+            truth = np.array(box(50 + 80 * tt, 200))
+            errs.append(np.abs(res.xyxy[0] - truth).max())
+    assert errs and max(errs) < 8.0
+
+
+def test_predict_only_step_excludes_lost_tracks() -> None:
+    steps: list[Step] = [
+        (i / FPS, [walker(100, 0, 0), walker(300, 0, 0)]) for i in range(3)
+    ]
+    steps.append((3 / FPS, [walker(100, 0, 0)]))  # second one missed -> lost
+    steps.append((4 / FPS, None))
+    _, out = run(steps)
+    assert ids_of(out[-1][0]) == {1}
+
+
+def test_empty_frames() -> None:
+    """Empty Detections and predict-only steps on an empty tracker are no-ops."""
+    tr = Tracker()
+    for i in range(5):
+        res = tr.update(Detections.empty(), i / FPS)
+        assert len(res) == 0 and res.tracker_id is not None
+        res = tr.update(None, (i + 0.5) / FPS)
+        assert len(res) == 0 and res.tracker_id is not None
+        assert tr.removed_ids.size == 0
+
+
+def test_person_never_continues_as_car() -> None:
+    """Same box, class changes: the person track is not continued by the car."""
+    steps: list[Step] = [(i / FPS, [walker(100, 0, 0, cls=PERSON)]) for i in range(5)]
+    steps += [(i / FPS, [walker(100, 0, 0, cls=CAR)]) for i in range(5, 10)]
+    _, out = run(steps)
+    res = out[-1][0]
+    assert ids_of(res) == {2}
+    assert res.class_id.tolist() == [CAR]
+    assert ids_of(out[4][0]) == {1}
+
+
+def test_zero_detections_forever_does_not_grow_state() -> None:
+    """Regression guard: internal state must not grow with time when nothing is
+    detected (10,000 frames), including after earlier tracks were evicted."""
+    tr = Tracker(TrackerConfig(lost_buffer_s=0.2))
+    for i in range(5):
+        tr.update(dets([walker(100, 0, 0), walker(300, 0, 0)]), i / FPS)
+    tracemalloc.start()
+    try:
+        tr.update(Detections.empty(), 5 / FPS)
+        snap0 = tracemalloc.take_snapshot()
+        for i in range(6, 10_006):
+            tr.update(Detections.empty() if i % 2 else None, i / FPS)
+        snap1 = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    assert tr.num_tracks == 0
+    assert tr._t.shape[0] == 0
+    grown = sum(
+        s.size_diff
+        for s in snap1.compare_to(snap0, "filename")
+        if "monitor/" in str(s.traceback)
+    )
+    assert grown < 16_000, f"tracker allocations grew by {grown} bytes"
+
+
+def test_removed_ids_reported_once_and_ids_never_reused() -> None:
+    cfg = TrackerConfig(lost_buffer_s=0.1)
+    tr = Tracker(cfg)
+    all_ids: list[int] = []
+    removed: list[int] = []
+    t = 0.0
+    for _ in range(4):  # four separate appearances
+        for _ in range(3):
+            all_ids += tr.update(dets([walker(100, 0, 0)]), t).tracker_id.tolist()
+            removed += tr.removed_ids.tolist()
+            t += 1 / FPS
+        for _ in range(5):
+            tr.update(None, t)
+            removed += tr.removed_ids.tolist()
+            t += 0.05
+    assert sorted(set(all_ids)) == [1, 2, 3, 4]
+    assert removed == [1, 2, 3, 4]
+
+
+def test_reset_forgets_tracks_keeps_counting_and_reports_dropped_ids() -> None:
+    tr = Tracker()
+    for i in range(3):
+        tr.update(dets([walker(100, 0, 0)]), i / FPS)
+    tr.reset()
+    assert tr.num_tracks == 0
+    assert tr.removed_ids.size == 0
+    out = [tr.update(dets([walker(100, 0, 0)]), 10 + i / FPS) for i in range(3)]
+    assert tr.num_tracks == 1
+    assert ids_of(out[-1]) == {2}
+
+
+def test_reset_removal_report_happens_on_next_update() -> None:
+    tr = Tracker()
+    for i in range(3):
+        tr.update(dets([walker(100, 0, 0)]), i / FPS)
+    tr.reset()
+    tr.update(None, 5.0)
+    assert tr.removed_ids.tolist() == [1]
+    tr.update(None, 5.1)
+    assert tr.removed_ids.size == 0
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([(10, 10, 5, 50, 0.9, PERSON)], 0),  # inverted box
+        ([(10, 10, 10, 50, 0.9, PERSON)], 0),  # zero width
+        ([(10, 10, 50, 80, float("nan"), PERSON)], 0),  # NaN score
+        ([(10, 10, 50, 80, 0.05, PERSON)], 0),  # below low threshold
+        ([(10, 10, 50, 80, 0.9, PERSON)], 1),  # fine
+    ],
+)
+def test_bad_rows_are_ignored_not_fatal(rows, expected) -> None:
+    tr = Tracker()
+    for i in range(3):
+        res = tr.update(dets(rows), i / FPS)
+    assert len(res) == expected
+
+
+def test_bad_arguments_have_clear_errors() -> None:
+    tr = Tracker()
+    with pytest.raises(TypeError, match="Detections or None"):
+        tr.update(np.zeros((1, 4)), 0.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="mono must be finite"):
+        tr.update(None, float("nan"))
+
+
+def test_time_going_backwards_is_tolerated() -> None:
+    tr = Tracker()
+    for i in range(3):
+        tr.update(dets([walker(100, 0, 0)]), 1.0 + i / FPS)
+    res = tr.update(dets([walker(100, 0, 0)]), 0.5)
+    assert ids_of(res) == {1}
+    assert np.isfinite(tr._t).all()
+
+
+def test_data_columns_follow_matched_rows() -> None:
+    tr = Tracker()
+    for i in range(3):
+        d = dets([walker(100, 0, 0), walker(300, 0, 0)])
+        d.data["mask_id"] = np.array([7, 9])
+        res = tr.update(d, i / FPS)
+    order = np.argsort(res.xyxy[:, 0])
+    assert res.data["mask_id"][order].tolist() == [7, 9]
