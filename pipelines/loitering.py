@@ -340,9 +340,9 @@ class LoiteringPipeline:
     def _message(self, ev: _Open, i: int, ts: float, state: EventState) -> Event:
         ev.revision += 1
         ended = state is EventState.END
-        last_in = float(self.last_in[i])
-        dwell = max(0.0, (last_in if ended else self._last_mono or 0.0) - self.visit[i])
-        if state is not EventState.END:
+        # Dwell so far = observed time in the visit (up to the last in-zone frame).
+        dwell = max(0.0, float(self.last_in[i] - self.visit[i]))
+        if not ended:
             ev.last_msg = float(self._last_mono or 0.0)
         cid = int(self.cls[i])
         payload = LoiteringPayload(

@@ -1,0 +1,261 @@
+"""Frame-by-frame tables for the loitering rule (pipelines/loitering.py).
+
+Frames every 0.5 s on a 100×100 image; the zone is the square 20..80 px. Each row
+is a timeline of segments ``(t0, t1, objects[, removed ids on the first frame])``
+and the exact events expected: ``(t, state, tracker_id, dwell_s)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from config.base import COCO_CLASSES
+from config.rules import LoiteringRuleConfig
+from config.schema import ZoneConfig
+from monitor.events import EventState, decode_event, encode_event
+from monitor.types import Detections, Frame
+from pipelines.loitering import LoiteringPipeline
+
+ZONE = ZoneConfig(id="z", polygon=((0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8)))
+BASE = dict(
+    id="r",
+    zone="z",
+    min_dwell_s=10,
+    entry_s=1,
+    grace_s=3,
+    update_s=100,
+    cooldown_s=20,
+    reid_distance=0.05,  # 7 px on the 141 px diagonal
+)
+IN = (50, 50)
+OUT = (10, 50)
+DT = 0.5
+
+
+def timeline(segments):
+    for seg in segments:
+        t0, t1, objs = seg[:3]
+        removed = seg[3] if len(seg) > 3 else ()
+        n = int(round((t1 - t0) / DT))
+        for i in range(n):
+            yield (t0 + i * DT, objs, removed if i == 0 else ())
+
+
+def p(tid, xy, cls=0):
+    return (tid, xy[0], xy[1], cls)
+
+
+FLICKER = [(i * DT, i * DT + DT, [p(1, IN if i % 2 == 0 else OUT)]) for i in range(60)]
+SWITCH = [
+    (0, 6, [p(1, (50, 50))]),
+    (6, 7, []),
+    (7, 20, [p(2, (52, 50))]),
+    (20, 25, []),
+]
+
+CASES = [
+    # name, rule overrides, segments, expected (t, state, tid, dwell)
+    (
+        "stationary person keeps counting, updates every update_s",
+        {"update_s": 5},
+        [(0, 30, [p(1, IN)]), (30, 40, [])],
+        [
+            (10, "start", 1, 10),
+            (15, "update", 1, 15),
+            (20, "update", 1, 20),
+            (25, "update", 1, 25),
+            (30, "update", 1, 29.5),
+            (33, "end", 1, 29.5),
+        ],
+    ),
+    ("flicker at the zone edge never opens a visit", {}, FLICKER, []),
+    (
+        "leave and return within grace keeps the dwell",
+        {},
+        [(0, 6, [p(1, IN)]), (6, 8, [p(1, OUT)]), (8, 20, [p(1, IN)]), (20, 30, [])],
+        [(10, "start", 1, 10), (23, "end", 1, 19.5)],
+    ),
+    (
+        "leave beyond grace restarts the dwell",
+        {},
+        [(0, 6, [p(1, IN)]), (6, 10, [p(1, OUT)]), (10, 25, [p(1, IN)]), (25, 35, [])],
+        [(20, "start", 1, 10), (28, "end", 1, 14.5)],
+    ),
+    (
+        "occlusion (no detections) shorter than grace keeps the dwell",
+        {},
+        [(0, 5, [p(1, IN)]), (5, 7.5, []), (7.5, 15, [p(1, IN)]), (15, 20, [])],
+        [(10, "start", 1, 10), (18, "end", 1, 14.5)],
+    ),
+    (
+        "id switch inside the zone continues the dwell",
+        {},
+        SWITCH,
+        [(10, "start", 2, 10), (23, "end", 2, 19.5)],
+    ),
+    (
+        "id switch with the old id removed by the tracker still continues",
+        {},
+        [SWITCH[0], (6, 7, [], [1]), *SWITCH[2:]],
+        [(10, "start", 2, 10), (23, "end", 2, 19.5)],
+    ),
+    (
+        "id-switch linking disabled: the new id starts from zero",
+        {"reid_distance": 0},
+        SWITCH,
+        [(17, "start", 2, 10), (23, "end", 2, 12.5)],
+    ),
+    (
+        "new id far from the vanished one is a different person",
+        {},
+        [SWITCH[0], SWITCH[1], (7, 20, [p(2, (70, 70))]), SWITCH[3]],
+        [(17, "start", 2, 10), (23, "end", 2, 12.5)],
+    ),
+    (
+        "new id after grace is a different visit",
+        {},
+        [(0, 6, [p(1, IN)]), (6, 10, []), (10, 25, [p(2, IN)]), (25, 30, [])],
+        [(20, "start", 2, 10), (28, "end", 2, 14.5)],
+    ),
+    (
+        "cooldown delays a second event of the same track",
+        {},
+        [
+            (0, 12, [p(1, IN)]),
+            (12, 16, [p(1, OUT)]),
+            (16, 45, [p(1, IN)]),
+            (45, 50, []),
+        ],
+        [
+            (10, "start", 1, 10),
+            (15, "end", 1, 11.5),
+            (35, "start", 1, 19),
+            (48, "end", 1, 28.5),
+        ],
+    ),
+    (
+        "passing through the zone raises nothing",
+        {},
+        [(0, 3, [p(1, OUT)]), (3, 8, [p(1, IN)]), (8, 20, [p(1, OUT)])],
+        [],
+    ),
+    (
+        "other classes are ignored",
+        {},
+        [(0, 30, [p(1, IN, cls=2)]), (30, 35, [])],
+        [],
+    ),
+    (
+        "two people are two events",
+        {},
+        [(0, 3, [p(1, IN)]), (3, 20, [p(1, IN), p(2, (30, 30))]), (20, 25, [])],
+        [
+            (10, "start", 1, 10),
+            (13, "start", 2, 10),
+            (23, "end", 1, 19.5),
+            (23, "end", 2, 16.5),
+        ],
+    ),
+    ("empty frames only", {}, [(0, 30, [])], []),
+    (
+        "entry_s 0: a single in-zone frame opens the visit",
+        {"entry_s": 0, "min_dwell_s": 2},
+        [(0, 2.5, [p(1, IN)]), (2.5, 8, [])],
+        [(2, "start", 1, 2), (5.5, "end", 1, 2)],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "segments", "expected"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_loitering_table(rt, overrides, segments, expected) -> None:
+    rule = LoiteringRuleConfig(**{**BASE, **overrides})
+    pipe = LoiteringPipeline(rule, ZONE, COCO_CLASSES, "UTC")
+    sim = rt.Sim([pipe])
+    log = sim.run(timeline(segments))
+    got = [(t, e.state.value, e.payload.tracker_id, e.payload.dwell_s) for t, e in log]
+    assert [(t, s, i) for t, s, i, _ in got] == [(t, s, i) for t, s, i, _ in expected]
+    assert [d for *_, d in got] == pytest.approx([d for *_, d in expected])
+    # Lifecycle invariants: one event id per visit, revisions count up from 0.
+    by_id: dict = {}
+    for t, e in log:
+        by_id.setdefault(e.event_id, []).append((t, e))
+    for msgs in by_id.values():
+        assert [e.revision for _, e in msgs] == list(range(len(msgs)))
+        assert msgs[0][1].state is EventState.START
+        t0 = msgs[0][0]
+        for t, e in msgs:
+            assert e.started_at.timestamp() == pytest.approx(rt.TS0 + t0)
+            assert e.ts.timestamp() == pytest.approx(rt.TS0 + t)
+            assert e.payload.threshold_s == rule.min_dwell_s
+            assert decode_event(encode_event(e)) == e
+        last = msgs[-1][1]
+        if last.state is EventState.END:
+            assert last.ended_at is not None and last.ended_at <= last.ts
+
+
+def test_memory_is_bounded_by_removed_ids(rt) -> None:
+    """Tracks that pass through and are removed leave no state behind."""
+    rule = LoiteringRuleConfig(**BASE)
+    pipe = LoiteringPipeline(rule, ZONE, COCO_CLASSES)
+    sim = rt.Sim([pipe])
+    t = 0.0
+    for tid in range(1, 301):
+        for _ in range(4):
+            sim.step(t, [p(tid, IN)])
+            t += DT
+        sim.step(t, [], [tid])
+        t += DT
+    assert len(pipe) <= 2
+    sim.step(t + 10, [])
+    assert len(pipe) == 0
+
+
+def test_vanished_record_expires_after_grace(rt) -> None:
+    """A removed loiterer is kept for re-linking only for grace_s, then dropped."""
+    pipe = LoiteringPipeline(LoiteringRuleConfig(**BASE), ZONE, COCO_CLASSES)
+    sim = rt.Sim([pipe])
+    sim.run(timeline([(0, 12, [p(1, IN)]), (12, 13, [], [1])]))
+    assert len(pipe) == 1  # visit open, linkable
+    sim.run(timeline([(13, 17, [])]))
+    assert len(pipe) == 0
+    assert [e.state.value for _, e in sim.log] == ["start", "end"]
+
+
+def test_untracked_detections_do_not_crash(rt, caplog) -> None:
+    """Bad input (no tracker_id) is logged and skipped; time still advances."""
+    pipe = LoiteringPipeline(LoiteringRuleConfig(**BASE), ZONE, COCO_CLASSES)
+    sim = rt.Sim([pipe])
+    sim.run(timeline([(0, 12, [p(1, IN)])]))
+    bad = Detections(
+        xyxy=np.array([[40, 40, 60, 60]], np.float32),
+        confidence=np.array([0.9]),
+        class_id=np.array([0]),
+    )
+    frame = Frame("cam", 99, rt.TS0 + 20, rt.MONO0 + 20, sim.image)
+    events = pipe.update(frame, bad, np.zeros(0, np.int64))
+    assert [e.state.value for e in events] == ["end"]
+    assert "tracker_id is None" in caplog.text
+
+
+def test_zone_rebuilt_on_resolution_change(rt) -> None:
+    """Relative zones follow the frame size: (100, 100) is inside on 200×200."""
+    pipe = LoiteringPipeline(
+        LoiteringRuleConfig(**{**BASE, "min_dwell_s": 2}), ZONE, COCO_CLASSES
+    )
+    big = np.zeros((200, 200, 3), np.uint8)
+    sim = rt.Sim([pipe], image=big)
+    log = sim.run(timeline([(0, 3, [p(1, (100, 100))])]))
+    assert [e.state.value for _, e in log] == ["start"]
+    # (30, 30) is inside the zone on 100×100 but outside it on 200×200.
+    sim.run(timeline([(3, 4, []), (10, 15, [p(2, (30, 30))])]))
+    assert [e.payload.tracker_id for _, e in sim.log] == [1, 1]  # start, end of 1
+
+
+def test_unknown_class_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="detector has no class"):
+        LoiteringPipeline(LoiteringRuleConfig(**BASE), ZONE, ("car", "bus"))
