@@ -325,19 +325,27 @@ def inspect_session(
                 f"{path}: manifest format {declared!r} is not one of "
                 f"{[f.value for f in ModelFormat]}"
             ) from None
-    elif names is not None:
-        nc = len(names)
-        if d1 == 4 + nc:
-            fmt = ModelFormat.YOLOV8
-        elif d2 == 5 + nc:
-            fmt = ModelFormat.YOLOV5
     else:
-        if d2 is not None and d2 > 5 and d1 == cells:
-            fmt = ModelFormat.YOLOX
-        elif d2 is not None and d2 > 5 and d1 == 3 * cells:
-            fmt = ModelFormat.YOLOV5
-        elif d1 is not None and d1 > 4 and d2 == cells:
-            fmt = ModelFormat.YOLOV8
+        fits: list[ModelFormat] = []
+        if names is not None:
+            nc = len(names)
+            if d1 == 4 + nc:
+                fits.append(ModelFormat.YOLOV8)
+            if d2 == 5 + nc:
+                fits.append(ModelFormat.YOLOV5)
+        else:
+            if d2 is not None and d2 > 5 and d1 == cells:
+                fits.append(ModelFormat.YOLOX)
+            if d2 is not None and d2 > 5 and d1 == 3 * cells:
+                fits.append(ModelFormat.YOLOV5)
+            if d1 is not None and d1 > 4 and d2 == cells:
+                fits.append(ModelFormat.YOLOV8)
+        if len(fits) > 1:
+            raise DetectorError(
+                f"ambiguous model format: output fits {[f.value for f in fits]}; "
+                f"declare 'format' in the models manifest {what}"
+            )
+        fmt = fits[0] if fits else None
     if fmt is None:
         raise DetectorError(
             f"unknown model format (not YOLOv8/YOLO11 [B,4+nc,{cells}], YOLOv5 "
