@@ -370,33 +370,34 @@ class EvidenceRecorder:
                 given, ``<uuid>.boxes.jpg`` is written too.
 
         Returns:
-            ``(snapshot,)`` or ``(snapshot, snapshot_boxes)`` MediaRefs; ``()`` when
-            writing failed (logged: evidence must never stop a worker).
+            ``(snapshot,)`` or ``(snapshot, snapshot_boxes)`` MediaRefs; a file that
+            could not be written (disk full, bad box) is logged and left out.
         """
         self._check_event(event)
         q = [int(cv2.IMWRITE_JPEG_QUALITY), int(self.cfg.jpeg_quality)]
         refs: list[MediaRef] = []
-        try:
-            ok, buf = cv2.imencode(".jpg", frame.image, q)
-            if not ok:
-                raise RuntimeError("JPEG encoding failed")
-            refs.append(self._write(event, "", "jpg", buf.tobytes(), "snapshot"))
-            if highlight_xyxy is not None:
-                img = _draw_boxes(frame.image, detections, highlight_xyxy)
+        jobs: list[tuple[str, str, npt.NDArray[np.uint8] | None]] = [
+            ("", "snapshot", frame.image)
+        ]
+        if highlight_xyxy is not None:
+            jobs.append(("boxes", "snapshot_boxes", None))
+        for variant, role, img in jobs:
+            try:
+                if img is None:
+                    img = _draw_boxes(frame.image, detections, highlight_xyxy)  # type: ignore[arg-type]
                 ok, buf = cv2.imencode(".jpg", img, q)
                 if not ok:
                     raise RuntimeError("JPEG encoding failed")
-                refs.append(
-                    self._write(event, "boxes", "jpg", buf.tobytes(), "snapshot_boxes")
+                refs.append(self._write(event, variant, "jpg", buf.tobytes(), role))
+            except (OSError, RuntimeError, ValueError, cv2.error) as exc:
+                # Evidence must never stop a worker: log and go on without it.
+                log.error(
+                    "camera %s: %s for event %s failed: %s",
+                    self.camera_id,
+                    role,
+                    event.event_id,
+                    exc,
                 )
-        except (OSError, RuntimeError, ValueError, cv2.error) as exc:
-            log.error(
-                "camera %s: snapshot for event %s failed: %s",
-                self.camera_id,
-                event.event_id,
-                exc,
-            )
-            return ()
         self._snapshots += len(refs)
         return tuple(refs)
 
