@@ -714,7 +714,11 @@ class OnnxDetector:
                 [boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2],
                 axis=1,
             )
-            keep = (score >= self._thr[cid]) & np.isfinite(xyxy).all(axis=1)
+            keep = (
+                (score >= self._thr[cid])
+                & np.isfinite(score)
+                & np.isfinite(xyxy).all(axis=1)
+            )
         if not keep.any():
             return Detections.empty()
         xyxy, score, cid = xyxy[keep], score[keep], cid[keep]
