@@ -9,7 +9,9 @@ What counts as one crossing (see also :class:`monitor.zones.LineZone`):
   cannot produce a crossing;
 * the anchor must project onto the segment (crossing beside the line's ends is not
   counted);
-* each track counts at most once per direction on this line;
+* each track counts at most once per direction on this line, and a crossing back
+  within ``switch_window_s`` of the track's previous crossing is jitter (a box
+  wobbling on the line by more than the band), not a count;
 * only tracks the tracker reports (confirmed tracks) are seen at all;
 * id switches: a *new* id appearing within ``switch_window_s`` and
   :data:`LINK_FRACTION` × diagonal of a track that is no longer visible inherits
@@ -61,6 +63,17 @@ LINK_FRACTION = 0.06
 """Fraction of the frame diagonal within which a new id is taken as an id switch."""
 
 _STALE_S = 60.0
+_COLS = (
+    "ids",
+    "last_seen",
+    "ax",
+    "ay",
+    "done_in",
+    "done_out",
+    "last_dir",
+    "last_flip",
+    "gone",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +150,9 @@ class VehicleFlowPipeline:
         self.ay = np.zeros(0, np.float64)
         self.done_in = np.zeros(0, bool)
         self.done_out = np.zeros(0, bool)
+        self.last_dir = np.zeros(0, np.int8)  # +1 in / -1 out: last side change
+        self.last_flip = np.zeros(0, np.float64)  # mono of that change
+        self.gone = np.zeros(0, bool)  # removed by the tracker
         self.recent: collections.deque[Crossing] = collections.deque()
         self.crossings: list[Crossing] = []
         self.last_mono: float | None = None
@@ -165,7 +181,7 @@ class VehicleFlowPipeline:
         return self._line
 
     def _keep(self, mask: npt.NDArray[np.bool_]) -> None:
-        for name in ("ids", "last_seen", "ax", "ay", "done_in", "done_out"):
+        for name in _COLS:
             setattr(self, name, getattr(self, name)[mask])
 
     # ------------------------------------------------------------------ update
@@ -213,9 +229,9 @@ class VehicleFlowPipeline:
         # Vanished tracks stay linkable for switch_window_s, then go.
         if self.ids.size:
             vis = np.isin(self.ids, tids)
+            self.gone |= np.isin(self.ids, removed) & ~vis
             expired = ~vis & (now - self.last_seen > window)
-            gone = np.isin(self.ids, removed) & ~vis
-            drop = (expired & gone) | (now - self.last_seen > window + _STALE_S)
+            drop = (expired & self.gone) | (now - self.last_seen > window + _STALE_S)
             if drop.any():
                 line.forget(self.ids[drop])
                 self._keep(~drop)
@@ -232,6 +248,9 @@ class VehicleFlowPipeline:
             self.ay = np.concatenate([self.ay, anchors[new, 1]])
             self.done_in = np.concatenate([self.done_in, np.zeros(n, bool)])
             self.done_out = np.concatenate([self.done_out, np.zeros(n, bool)])
+            self.last_dir = np.concatenate([self.last_dir, np.zeros(n, np.int8)])
+            self.last_flip = np.concatenate([self.last_flip, np.full(n, -math.inf)])
+            self.gone = np.concatenate([self.gone, np.zeros(n, bool)])
             rows, found = lookup_rows(self.ids, tids)
         visible = np.zeros(self.ids.size, bool)
         visible[rows] = True
@@ -239,8 +258,18 @@ class VehicleFlowPipeline:
         self.ax[rows], self.ay[rows] = anchors[:, 0], anchors[:, 1]
 
         c_in, c_out = line.trigger(tids, anchors)
-        c_in &= ~self.done_in[rows]
-        c_out &= ~self.done_out[rows]
+        flip = np.where(c_in, 1, np.where(c_out, -1, 0)).astype(np.int8)
+        # Crossing straight back over the line soon after a crossing is jitter.
+        jitter = (
+            (flip != 0)
+            & (flip == -self.last_dir[rows])
+            & (now - self.last_flip[rows] <= window)
+        )
+        moved = flip != 0
+        self.last_dir[rows[moved]] = flip[moved]
+        self.last_flip[rows[moved]] = now
+        c_in &= ~self.done_in[rows] & ~jitter
+        c_out &= ~self.done_out[rows] & ~jitter
         self.done_in[rows] |= c_in
         self.done_out[rows] |= c_out
 
@@ -323,6 +352,7 @@ class VehicleFlowPipeline:
             self._line.forget([old])
             self._line.set_sides([new], side)
             self.ids[i] = new
+            self.gone[i] = False
             cand[i] = False
 
     def _switch_duplicate(

@@ -1,0 +1,262 @@
+"""Frame-by-frame tables for line counting (pipelines/vehicle_flow.py).
+
+100×100 px frames; the line runs from (10, 50) to (90, 50) px, "in" is downward
+motion; the hysteresis band is 0.03 × 141 = 4.2 px either side. Each row gives
+per-frame object lists and the expected ``(in, out)`` counts per class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from config.base import COCO_CLASSES
+from config.rules import VehicleFlowRuleConfig
+from config.schema import LineConfig
+from monitor.events import EventKind, EventState, decode_event, encode_event
+from pipelines.vehicle_flow import VehicleFlowPipeline
+
+CAR, BUS, PERSON, BIRD = 2, 5, 0, 14
+LINE = LineConfig(id="l", start=(0.1, 0.5), end=(0.9, 0.5), in_direction="down")
+REVERSED = LineConfig(id="l", start=(0.9, 0.5), end=(0.1, 0.5), in_direction="down")
+RULE = VehicleFlowRuleConfig(id="f", line="l", hysteresis=0.03, bucket_s=900)
+DT = 0.2
+
+
+def path(tid, ys, x=50, cls=CAR):
+    """One object per frame along ``ys`` (anchor y per frame)."""
+    return [[(tid, x, y, cls)] for y in ys]
+
+
+def together(*paths):
+    n = max(len(p) for p in paths)
+    return [sum((p[i] if i < len(p) else [] for p in paths), []) for i in range(n)]
+
+
+DOWN = list(range(30, 72, 4))  # 30 .. 70
+UP = DOWN[::-1]
+
+CASES = [
+    ("car moving down counts in", LINE, path(1, DOWN), {"car": 1}, {}),
+    ("car moving up counts out", LINE, path(1, UP), {}, {"car": 1}),
+    (
+        "direction from motion, not endpoint order",
+        REVERSED,
+        path(1, DOWN) + path(2, UP),
+        {"car": 1},
+        {"car": 1},
+    ),
+    (
+        "jitter inside the band never counts",
+        LINE,
+        path(1, [30, 40, 47, 52, 48, 53, 47, 52, 48, 53, 47]),
+        {},
+        {},
+    ),
+    (
+        "jitter beyond the band counts once",
+        LINE,
+        path(1, [30, 40, 44, 56, 44, 56, 44, 56, 44, 56, 60, 70]),
+        {"car": 1},
+        {},
+    ),
+    (
+        "vehicle stopping on the line counts once",
+        LINE,
+        path(1, [30, 40, 46] + [50, 51, 49, 50] * 25 + [55, 60, 70]),
+        {"car": 1},
+        {},
+    ),
+    (
+        "two vehicles side by side count twice",
+        LINE,
+        together(path(1, DOWN, x=40), path(2, DOWN, x=48)),
+        {"car": 2},
+        {},
+    ),
+    (
+        "same track back and forth: once per direction",
+        LINE,
+        path(1, DOWN + [70] * 20 + UP + [30] * 20 + DOWN),
+        {"car": 1},
+        {"car": 1},
+    ),
+    (
+        "id switch before the line (new id inherits the side)",
+        LINE,
+        path(1, [30, 34, 38, 42, 46]) + [[]] + path(2, [54, 58, 62, 66, 70]),
+        {"car": 1},
+        {},
+    ),
+    (
+        "id switch after the crossing does not add a count",
+        LINE,
+        path(1, [30, 38, 46, 54, 60]) + path(2, [60, 64, 68, 70]),
+        {"car": 1},
+        {},
+    ),
+    (
+        "id switch with a lagging new box does not add a count",
+        LINE,
+        path(1, [30, 38, 46, 54, 60]) + path(2, [44, 56, 64, 70]),
+        {"car": 1},
+        {},
+    ),
+    (
+        "a new id near an old one long gone is a new vehicle",
+        LINE,
+        path(1, DOWN) + [[]] * 20 + path(2, DOWN),
+        {"car": 2},
+        {},
+    ),
+    ("crossing beside the segment end is ignored", LINE, path(1, DOWN, x=95), {}, {}),
+    (
+        "per-class counts; unlisted classes ignored",
+        LINE,
+        together(
+            path(1, DOWN, x=20, cls=BUS),
+            path(2, UP, x=50, cls=PERSON),
+            path(3, DOWN, x=80, cls=BIRD),
+        ),
+        {"bus": 1},
+        {"person": 1},
+    ),
+    ("track first seen beyond the line never counts", LINE, path(1, DOWN[6:]), {}, {}),
+    ("empty frames", LINE, [[]] * 50, {}, {}),
+]
+
+
+def counts(log):
+    """Totals over all buckets: the last message of each bucket event, summed."""
+    last = {e.event_id: e for _, e in log if e.kind is EventKind.VEHICLE_FLOW}
+    c_in: dict[str, int] = {}
+    c_out: dict[str, int] = {}
+    for e in last.values():
+        for k, v in e.payload.counts_in.items():
+            c_in[k] = c_in.get(k, 0) + v
+        for k, v in e.payload.counts_out.items():
+            c_out[k] = c_out.get(k, 0) + v
+    return c_in, c_out
+
+
+@pytest.mark.parametrize(
+    ("line", "frames", "exp_in", "exp_out"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_line_counting_table(rt, line, frames, exp_in, exp_out) -> None:
+    pipe = VehicleFlowPipeline(RULE, line, COCO_CLASSES)
+    sim = rt.Sim([pipe])
+    for i, objs in enumerate(frames):
+        sim.step(i * DT, objs)
+    assert counts(sim.log) == (exp_in, exp_out)
+    assert all(e.kind is EventKind.VEHICLE_FLOW for _, e in sim.log)
+
+
+BUCKET_T0 = 1_780_000_020.0  # multiple of 60
+
+
+def test_buckets_lifecycle_and_restart(rt) -> None:
+    """start on the first count, update per counting frame, end past the bucket."""
+    rule = VehicleFlowRuleConfig(id="f", line="l", bucket_s=60, hysteresis=0.03)
+    pipe = VehicleFlowPipeline(rule, LINE, COCO_CLASSES)
+    sim = rt.Sim([pipe], ts0=BUCKET_T0)
+    plan = {5.0: (1, DOWN), 20.0: (2, DOWN), 70.0: (3, UP)}
+    t, active = 0.0, []
+    while t < 130:
+        for t0, (tid, ys) in plan.items():
+            k = int(round((t - t0) / 0.5))
+            if 0 <= k < len(ys):
+                active.append((tid, 50, ys[k], CAR))
+        sim.step(t, active)
+        active = []
+        t += 0.5
+    got = [
+        (t, e.state.value, e.payload.counts_in, e.payload.counts_out)
+        for t, e in sim.log
+    ]
+    assert [g[1:] for g in got] == [
+        ("start", {"car": 1}, {}),
+        ("update", {"car": 2}, {}),
+        ("end", {"car": 2}, {}),
+        ("start", {}, {"car": 1}),
+        ("end", {}, {"car": 1}),
+    ]
+    assert [g[0] for g in got][2::2] == [60.0, 120.0]
+    events = [e for _, e in sim.log]
+    first, second = events[:3], events[3:]
+    assert len({e.event_id for e in first}) == 1
+    assert [e.revision for e in first] == [0, 1, 2]
+    assert first[0].event_id != second[0].event_id
+    assert first[0].payload.bucket_start.timestamp() == BUCKET_T0
+    assert first[0].started_at.timestamp() == BUCKET_T0
+    assert first[-1].ended_at.timestamp() == BUCKET_T0 + 60
+    assert second[0].payload.bucket_start.timestamp() == BUCKET_T0 + 60
+    for e in events:
+        assert decode_event(encode_event(e)) == e
+
+    # A restart inside a bucket: a fresh event id for the same bucket; the totals
+    # of the bucket are the sum over its events.
+    before = VehicleFlowPipeline(rule, LINE, COCO_CLASSES)
+    after = VehicleFlowPipeline(rule, LINE, COCO_CLASSES)
+    s1 = rt.Sim([before], ts0=BUCKET_T0)
+    for i, y in enumerate(DOWN):
+        s1.step(i * 0.5, [(1, 50, y, CAR)])
+    s2 = rt.Sim([after], ts0=BUCKET_T0 + 30)
+    for i, y in enumerate(DOWN):
+        s2.step(i * 0.5, [(1, 50, y, CAR)])  # same id after restart: new pipeline
+    last = {}
+    for _, e in s1.log + s2.log:
+        last[e.event_id] = e
+    assert len(last) == 2
+    assert {e.payload.bucket_start for e in last.values()} == {
+        first[0].payload.bucket_start
+    }
+    assert sum(e.payload.counts_in["car"] for e in last.values()) == 2
+
+
+def test_wrong_way(rt) -> None:
+    rule = VehicleFlowRuleConfig(id="f", line="l", hysteresis=0.03, one_way="in")
+    pipe = VehicleFlowPipeline(rule, LINE, COCO_CLASSES)
+    sim = rt.Sim([pipe])
+    frames = together(
+        path(1, DOWN, x=20), path(2, UP, x=50), path(3, UP, x=80, cls=PERSON)
+    )
+    for i, objs in enumerate(frames):
+        sim.step(i * DT, objs)
+    ww = [e for _, e in sim.log if e.kind is EventKind.WRONG_WAY]
+    assert [(e.state, e.payload.tracker_id, e.payload.direction) for e in ww] == [
+        (EventState.INSTANT, 2, "out")
+    ]
+    assert ww[0].severity.value == "high"
+    assert counts(sim.log) == ({"car": 1}, {"car": 1, "person": 1})
+
+
+def test_removed_tracks_are_evicted(rt) -> None:
+    pipe = VehicleFlowPipeline(RULE, LINE, COCO_CLASSES)
+    sim = rt.Sim([pipe])
+    t = 0.0
+    for tid in range(1, 201):
+        for y in (30, 70):
+            sim.step(t, [(tid, 50, y, CAR)])
+            t += DT
+        sim.step(t, [], [tid])
+        t += 3.0  # past switch_window_s
+    sim.step(t, [])
+    assert len(pipe) == 0
+    assert len(pipe._line) == 0
+    assert counts(sim.log) == ({"car": 200}, {})
+
+
+def test_untracked_detections_are_skipped(rt, caplog) -> None:
+    from monitor.types import Detections, Frame
+
+    pipe = VehicleFlowPipeline(RULE, LINE, COCO_CLASSES)
+    frame = Frame("cam", 1, rt.TS0, rt.MONO0, np.zeros((100, 100, 3), np.uint8))
+    bad = Detections(
+        xyxy=np.array([[40, 40, 60, 60]], np.float32),
+        confidence=np.array([0.9]),
+        class_id=np.array([CAR]),
+    )
+    assert pipe.update(frame, bad, np.zeros(0, np.int64)) == []
+    assert "tracker_id is None" in caplog.text
