@@ -34,7 +34,8 @@ def iou_matrix(
     np.maximum(ih, 0.0, out=ih)
     inter = iw * ih
     union = ((ax2 - ax1) * (ay2 - ay1)) + ((bx2 - bx1) * (by2 - by1)) - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
+    # union is 0 only when both boxes are empty (then inter is 0 too): IoU 0
+    return inter / np.maximum(union, 1e-12)
 
 
 def match(
@@ -42,8 +43,8 @@ def match(
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """Maximum-total-score one-to-one matching, keeping pairs with ``score >= min_score``.
 
-    Pairs below ``min_score`` are removed from the problem before solving (not just
-    filtered afterwards), so a weak pair can never displace a valid one.
+    Pairs below ``min_score`` are zeroed before solving (not just filtered
+    afterwards), so a weak pair can never displace a valid one.
 
     Args:
         score: ``(N, M)`` similarity (IoU; 0 where a pair is not allowed).
@@ -54,18 +55,9 @@ def match(
     """
     if score.size == 0:
         return _EMPTY, _EMPTY
-    ok = score >= min_score
-    # Fast path (the usual case for a fixed camera): every candidate row and column
-    # has exactly one valid partner, so the optimum is just those pairs.
-    row_n = ok.sum(1)
-    col_n = ok.sum(0)
-    if row_n.max() <= 1 and col_n.max() <= 1:
-        rows, cols = ok.nonzero()
-        return rows, cols
-    # Solve only the rows/columns that have any valid partner.
-    rsel = row_n.nonzero()[0]
-    csel = col_n.nonzero()[0]
-    sub = np.where(ok, score, 0.0)[rsel][:, csel]
+    # Invalid pairs become 0 before solving; on these small matrices one solver call
+    # (a few microseconds) is cheaper than any pre-check for a trivial assignment.
+    sub = np.where(score >= min_score, score, 0.0)
     r, c = linear_sum_assignment(sub, maximize=True)
-    keep = sub[r, c] >= min_score
-    return rsel[r[keep]], csel[c[keep]]
+    keep = sub[r, c] > 0.0
+    return r[keep], c[keep]

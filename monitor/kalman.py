@@ -101,11 +101,18 @@ def predict(mean: F64, cov: F64, dt: float, p: KalmanParams) -> None:
     mean[:, :4] += dt * mean[:, 4:]
     # a box cannot shrink below a pixel, whatever its size velocity says
     np.maximum(mean[:, 2:4], 1.0, out=mean[:, 2:4])
-    s2 = _scale(mean[:, 2:4]) ** 2
+    s2 = _scale(mean[:, 2:4])
+    s2 *= s2
     pp, pv, vv = cov[:, 0], cov[:, 1], cov[:, 2]
-    pp += dt * (2.0 * pv + dt * vv) + (p.std_pos**2 * dt) * s2
-    pv += dt * vv
-    vv += (p.std_vel**2 * dt) * s2
+    # P <- F P F^T + Q per 2x2 block, F = [[1, dt], [0, 1]]
+    tmp = pv * 2.0
+    tmp += vv * dt
+    tmp *= dt
+    tmp += s2 * (p.std_pos**2 * dt)
+    pp += tmp
+    pv += vv * dt
+    s2 *= p.std_vel**2 * dt
+    vv += s2
 
 
 def update(mean: F64, cov: F64, z: F64, p: KalmanParams) -> None:

@@ -1,7 +1,7 @@
 """Multi-object tracker: batched Kalman motion, ByteTrack two-stage IoU association.
 
 All tracks live in one ``(N, _NCOL)`` float64 table (one row per track: Kalman mean
-and block covariance, last box, score, last-match time, hits, state, class, public
+and block covariance, last score, last-match time, hits, state, class, public
 id), so prediction, association bookkeeping and eviction are a few whole-array
 operations per frame whatever the number of tracks; there is no per-track Python.
 
@@ -53,14 +53,13 @@ LOW_MATCH_IOU = 0.5
 # Column layout of the track table.
 _MEAN = slice(0, 8)  # cx, cy, w, h, vcx, vcy, vw, vh (px, px/s)
 _COV = slice(8, 20)  # (3, 4) block covariance, see monitor.kalman
-_BOX = slice(20, 24)  # last matched detection box x1, y1, x2, y2
-_SCORE = 24  # last matched detection score
-_SEEN = 25  # mono of the last match
-_HITS = 26  # number of matches
-_STATE = 27  # _TENTATIVE / _CONFIRMED / _LOST
-_CLS = 28  # class id
-_PID = 29  # public id (0 until confirmed)
-_NCOL = 30
+_SCORE = 20  # last matched detection score
+_SEEN = 21  # mono of the last match
+_HITS = 22  # number of matches
+_STATE = 23  # _TENTATIVE / _CONFIRMED / _LOST
+_CLS = 24  # class id
+_PID = 25  # public id (0 until confirmed)
+_NCOL = 26
 
 _TENTATIVE, _CONFIRMED, _LOST = 0.0, 1.0, 2.0
 
@@ -167,14 +166,17 @@ class Tracker:
         gone = mono - t[:, _SEEN] > self.cfg.lost_buffer_s
         if drop is not None:
             gone |= drop
+        if not gone.any():
+            self._removed = self._pending_removed
+            self._pending_removed = _NO_IDS
+            return
         removed = t[gone, _PID]
         removed = removed[removed > 0].astype(np.int64)
         if self._pending_removed.size:
             removed = np.concatenate([self._pending_removed, removed])
             self._pending_removed = _NO_IDS
         self._removed = removed
-        if gone.any():
-            self._t = t[~gone]
+        self._t = t[~gone]
 
     def _predict_only(self, mono: float) -> Detections:
         self._expire(mono, None)
@@ -220,6 +222,7 @@ class Tracker:
         n, d = t.shape[0], len(det)
         state = t[:, _STATE].copy()
         conf = det.confidence
+        z_all = kalman.xyxy_to_cxcywh(det.xyxy)
         high = conf >= cfg.high_threshold
 
         track_of_det = np.full(d, -1, dtype=np.intp)
@@ -253,23 +256,21 @@ class Tracker:
         mt = track_of_det[md]
         if md.size:
             rows = t[mt]
-            z = kalman.xyxy_to_cxcywh(det.xyxy[md])
-            mean = rows[:, _MEAN]
+            # Views into ``rows``: the Kalman update writes straight into them.
             cov = rows[:, _COV].reshape(-1, 3, 4)
-            kalman.update(mean, cov, z, self.kalman)
-            rows[:, _MEAN] = mean
-            rows[:, _COV] = cov.reshape(-1, 12)
-            rows[:, _BOX] = det.xyxy[md]
+            kalman.update(rows[:, _MEAN], cov, z_all[md], self.kalman)
+            if not np.shares_memory(cov, rows):  # pragma: no cover - numpy copied
+                rows[:, _COV] = cov.reshape(-1, 12)
             rows[:, _SCORE] = conf[md]
             rows[:, _SEEN] = mono
-            rows[:, _HITS] += 1.0
+            hits = rows[:, _HITS]
+            hits += 1.0
             st = rows[:, _STATE]
+            promote = (st == _TENTATIVE) & (hits >= cfg.min_confirm_hits)
             st[st == _LOST] = _CONFIRMED
-            promote = (st == _TENTATIVE) & (rows[:, _HITS] >= cfg.min_confirm_hits)
-            st[promote] = _CONFIRMED
-            rows[:, _STATE] = st
             k = int(promote.sum())
             if k:
+                st[promote] = _CONFIRMED
                 rows[promote, _PID] = np.arange(self._next_id, self._next_id + k)
                 self._next_id += k
             t[mt] = rows
@@ -294,11 +295,9 @@ class Tracker:
         out_ok = out_pid > 0
         if born.size:
             new = np.zeros((born.size, _NCOL))
-            z = kalman.xyxy_to_cxcywh(det.xyxy[born])
-            mean, cov = kalman.initiate(z, self.kalman)
+            mean, cov = kalman.initiate(z_all[born], self.kalman)
             new[:, _MEAN] = mean
             new[:, _COV] = cov.reshape(-1, 12)
-            new[:, _BOX] = det.xyxy[born]
             new[:, _SCORE] = conf[born]
             new[:, _SEEN] = mono
             new[:, _HITS] = 1.0
