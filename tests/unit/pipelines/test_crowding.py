@@ -1,0 +1,108 @@
+"""Frame-by-frame tables for the crowding rule (pipelines/crowding.py).
+
+Zone = square 20..80 px; min_count 3, min_duration 5 s, grace 2 s; frames every
+0.5 s. Rows give the number of people in the zone per time segment.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from config.base import COCO_CLASSES
+from config.rules import CrowdingRuleConfig, ScheduleConfig
+from config.schema import ZoneConfig
+from monitor.events import decode_event, encode_event
+from pipelines.crowding import UPDATE_S, CrowdingPipeline
+
+ZONE = ZoneConfig(id="z", polygon=((0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8)))
+RULE = CrowdingRuleConfig(id="c", zone="z", min_count=3, min_duration_s=5, grace_s=2)
+DT = 0.5
+
+
+def people(n_in, n_out=0, cls=0):
+    inside = [(i + 1, 30 + 5 * i, 50, cls) for i in range(n_in)]
+    outside = [(100 + i, 5, 10 + 5 * i, cls) for i in range(n_out)]
+    return inside + outside
+
+
+def run(rt, rule, segments, ts0=None):
+    pipe = CrowdingPipeline(rule, ZONE, COCO_CLASSES, "UTC")
+    sim = rt.Sim([pipe], ts0=ts0 or rt.TS0)
+    for t0, t1, objs in segments:
+        for i in range(int(round((t1 - t0) / DT))):
+            sim.step(t0 + i * DT, objs)
+    return sim.log
+
+
+CASES = [
+    (
+        "group of 3 for 5 s raises one episode",
+        [(0, 10, people(3)), (10, 15, people(1))],
+        [(5, "start", 3, 3), (12, "end", 1, 3)],
+    ),
+    ("2 people never crowd", [(0, 20, people(2, 5))], []),
+    ("group shorter than the duration", [(0, 4, people(4)), (4, 10, [])], []),
+    (
+        "a dip shorter than grace keeps the episode (one event, not one per frame)",
+        [(0, 8, people(3)), (8, 9.5, people(2)), (9.5, 14, people(3)), (14, 20, [])],
+        [(5, "start", 3, 3), (16, "end", 0, 3)],
+    ),
+    (
+        "a dip longer than grace restarts the wait",
+        [(0, 4, people(3)), (4, 7, people(1)), (7, 13, people(3)), (13, 17, [])],
+        [(12, "start", 3, 3), (15, "end", 0, 3)],
+    ),
+    (
+        "growth of the group sends an update",
+        [(0, 6, people(3)), (6, 8, people(5)), (8, 12, [])],
+        [(5, "start", 3, 3), (6, "update", 5, 5), (10, "end", 0, 5)],
+    ),
+    ("people outside the zone do not count", [(0, 20, people(0, 6))], []),
+    ("empty frames", [(0, 20, [])], []),
+    ("other classes do not count", [(0, 20, people(5, cls=2))], []),
+]
+
+
+@pytest.mark.parametrize(
+    ("segments", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_crowding_table(rt, segments, expected) -> None:
+    log = run(rt, RULE, segments)
+    got = [(t, e.state.value, e.payload.count, e.payload.max_count) for t, e in log]
+    assert got == expected
+    assert len({e.event_id for _, e in log}) <= 1
+    assert [e.revision for _, e in log] == list(range(len(log)))
+    for _, e in log:
+        assert decode_event(encode_event(e)) == e
+
+
+def test_periodic_update_and_duration(rt) -> None:
+    log = run(rt, RULE, [(0, 5 + UPDATE_S + 1, people(3)), (40, 45, [])])
+    states = [(t, e.state.value) for t, e in log]
+    assert states == [(5, "start"), (5 + UPDATE_S, "update"), (40, "end")]
+    assert log[1][1].payload.duration_s == pytest.approx(5 + UPDATE_S)
+    end = log[-1][1]
+    assert end.payload.duration_s == pytest.approx(35.5)
+    assert end.ended_at.timestamp() == pytest.approx(rt.TS0 + 35.5)
+    assert end.payload.tracker_ids == (1, 2, 3)
+
+
+def test_schedule_threshold_and_severity(rt) -> None:
+    rule = CrowdingRuleConfig(
+        id="c",
+        zone="z",
+        min_count=3,
+        min_duration_s=60,
+        schedules=(
+            ScheduleConfig(
+                name="night", start="22:00", end="06:00", min_dwell_s=2, severity="high"
+            ),
+        ),
+    )
+    night = 1_780_020_000.0  # 2026-05-29 02:00 UTC
+    log = run(rt, rule, [(0, 5, people(3))], ts0=night)
+    assert [(t, e.severity.value, e.payload.schedule) for t, e in log] == [
+        (2, "high", "night")
+    ]
+    noon = 1_780_056_000.0  # 12:00 UTC
+    assert run(rt, rule, [(0, 5, people(3))], ts0=noon) == []
