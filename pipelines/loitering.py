@@ -120,8 +120,15 @@ class LoiteringPipeline:
         self.cls = np.zeros(0, dtype=np.int64)
         self.box = np.zeros((0, 4), dtype=np.float64)
         self.gone = np.zeros(0, dtype=bool)
-        for name in _FLOAT_COLS:
-            setattr(self, name, np.zeros(0, dtype=np.float64))
+        empty: npt.NDArray[np.float64] = np.zeros(0, dtype=np.float64)
+        self.first_in = empty  # mono: start of the current presence run (nan: none)
+        self.last_in = empty  # mono: last in-zone observation
+        self.last_in_ts = empty  # epoch seconds of that observation
+        self.last_seen = empty  # mono: last observation at all
+        self.visit = empty  # mono: visit start (nan: no open visit)
+        self.cooldown = empty  # mono before which no new event may start
+        self.ax = empty  # last anchor x, px
+        self.ay = empty  # last anchor y, px
         self.open: dict[int, _Open] = {}
         self._last_mono = None
 
