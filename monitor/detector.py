@@ -41,7 +41,7 @@ import yaml
 
 from config.base import COCO_CLASSES
 from config.detector import DetectorConfig
-from monitor.letterbox import LetterboxInfo, letterbox_into, unletterbox
+from monitor.letterbox import LetterboxInfo, letterbox_blob_into, unletterbox
 from monitor.nms import batched_nms
 from monitor.types import Detections
 
@@ -497,9 +497,6 @@ class OnnxDetector:
         self.input_size: tuple[int, int] = self.spec.input_size
         self._lock = threading.Lock()
         self._build_tables()
-        self._canvas = np.empty(
-            (0, self.input_size[1], self.input_size[0], 3), np.uint8
-        )
         self._blob = np.empty(
             (0, 3, self.input_size[1], self.input_size[0]), np.float32
         )
@@ -639,25 +636,17 @@ class OnnxDetector:
     def _preprocess(
         self, frames: list[npt.NDArray[np.uint8]]
     ) -> tuple[npt.NDArray[np.floating[Any]], list[LetterboxInfo]]:
-        """Letterbox into a reused ``(B, h, w, 3)`` canvas, return ``(B, 3, h, w)``."""
+        """Letterbox every frame into the reused ``(B, 3, h, w)`` input buffer."""
         b = len(frames)
-        if self._canvas.shape[0] < b:
+        if self._blob.shape[0] < b:
             w, h = self.input_size
-            self._canvas = np.empty((b, h, w, 3), np.uint8)
             self._blob = np.empty((b, 3, h, w), self.spec.input_dtype)
-        canvas, blob = self._canvas[:b], self._blob[:b]
+        blob = self._blob[:b]
+        s = self.spec
         infos = [
-            letterbox_into(f, canvas[i], self.spec.centred, self.spec.pad_value)
+            letterbox_blob_into(f, blob[i], s.centred, s.rgb, s.scale, s.pad_value)
             for i, f in enumerate(frames)
         ]
-        src = canvas[..., ::-1] if self.spec.rgb else canvas
-        # HWC -> CHW, uint8 -> float, scale: one pass writing into the reused buffer
-        np.multiply(
-            src.transpose(0, 3, 1, 2),
-            self.spec.input_dtype(self.spec.scale),
-            out=blob,
-            casting="unsafe",
-        )
         return blob, infos
 
     def _infer(self, blob: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float32]:

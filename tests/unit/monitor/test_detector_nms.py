@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from monitor.letterbox import letterbox_into, unletterbox
+from monitor.letterbox import letterbox_blob_into, letterbox_into, unletterbox
 from monitor.nms import batched_nms, box_iou, nms
 
 
@@ -115,3 +115,41 @@ def test_unletterbox_clips_to_frame() -> None:
     info = letterbox_into(np.zeros((32, 64, 3), np.uint8), canvas, centred=True)
     out = unletterbox(np.array([[-10, 0, 80, 70]], np.float32), info)
     np.testing.assert_allclose(out, [[0, 0, 64, 32]])
+
+
+@pytest.mark.parametrize("matrix_max", [0, 1024])
+def test_both_nms_paths_agree(monkeypatch: pytest.MonkeyPatch, matrix_max: int) -> None:
+    """Small inputs use the IoU-matrix pass, large ones the row-per-kept-box loop."""
+    import monitor.nms as nms_mod
+
+    monkeypatch.setattr(nms_mod, "_MATRIX_MAX", matrix_max)
+    rng = np.random.default_rng(7)
+    boxes = _random_boxes(rng, 120)
+    scores = rng.uniform(0, 1, 120).astype(np.float32)
+    cls = rng.integers(0, 3, 120)
+    assert nms(boxes, scores, 0.5).tolist() == _nms_ref(boxes, scores, 0.5)
+    got = set(batched_nms(boxes, scores, cls, 0.5).tolist())
+    want: set[int] = set()
+    for c in range(3):
+        idx = np.flatnonzero(cls == c)
+        want |= {int(idx[i]) for i in _nms_ref(boxes[idx], scores[idx], 0.5)}
+    assert got == want
+
+
+@pytest.mark.parametrize(
+    ("centred", "rgb", "scale"), [(True, True, 1 / 255), (False, False, 1.0)]
+)
+@pytest.mark.parametrize("wh", [(640, 360), (300, 500), (416, 416), (1, 1)])
+def test_blob_letterbox_equals_canvas_then_transpose(
+    centred: bool, rgb: bool, scale: float, wh: tuple[int, int]
+) -> None:
+    """The fast direct-to-tensor path equals canvas letterbox + reorder + CHW + scale."""
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (wh[1], wh[0], 3), dtype=np.uint8)
+    canvas = np.empty((416, 416, 3), np.uint8)
+    a = letterbox_into(img, canvas, centred)
+    ref = (canvas[..., ::-1] if rgb else canvas).transpose(2, 0, 1) * np.float32(scale)
+    blob = np.full((3, 416, 416), np.nan, np.float32)
+    b = letterbox_blob_into(img, blob, centred, rgb, scale)
+    assert a == b
+    np.testing.assert_allclose(blob, ref, rtol=1e-6)
