@@ -16,6 +16,7 @@ their own detector would get), to decide whether cameras should share a session.
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import statistics
 import sys
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -97,6 +99,66 @@ def fps_two_sessions(dets: list[OnnxDetector], frames: list[np.ndarray]) -> floa
         return len(frames) / (time.perf_counter() - t)
 
 
+def _burn(stop: object) -> None:
+    """Keep one core busy (stands in for a video decoder sharing the CPU)."""
+    x = 0
+    while not stop.is_set():  # type: ignore[attr-defined]
+        for i in range(10_000):
+            x += i
+
+
+def session_table(path: Path, rounds: int = 5, runs: int = 10) -> list[str]:
+    """Raw inference ms for session options, idle and with one core kept busy."""
+    sess = {}
+    for label, threads, spin in (
+        ("2 threads, spinning", 2, "1"),
+        ("2 threads, no spinning (used)", 2, "0"),
+        ("1 thread", 1, "0"),
+    ):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        sess[label] = ort.InferenceSession(
+            str(path), so, providers=["CPUExecutionProvider"]
+        )
+    inp = next(iter(sess.values())).get_inputs()[0]
+    x = np.full((1, *inp.shape[1:]), 0.5, np.float32)
+
+    def measure() -> dict[str, tuple[float, float]]:
+        wall: dict[str, list[float]] = {k: [] for k in sess}
+        cpu: dict[str, list[float]] = {k: [] for k in sess}
+        for _ in range(rounds):  # interleaved, so load changes hit all alike
+            for k, s in sess.items():
+                s.run(None, {inp.name: x})
+                t, c = time.perf_counter(), time.process_time()
+                for _ in range(runs):
+                    s.run(None, {inp.name: x})
+                wall[k].append((time.perf_counter() - t) / runs * 1e3)
+                cpu[k].append((time.process_time() - c) / runs * 1e3)
+        return {
+            k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in sess
+        }
+
+    idle = measure()
+    stop = mp.Event()
+    burner = mp.Process(target=_burn, args=(stop,), daemon=True)
+    burner.start()
+    try:
+        busy = measure()
+    finally:
+        stop.set()
+        burner.join()
+    rows = []
+    for k in sess:
+        rows.append(
+            f"| {k} | {idle[k][0]:.1f} | {idle[k][1]:.1f} | {busy[k][0]:.1f} | "
+            f"{busy[k][1]:.1f} |"
+        )
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=120, help="frames for table 1")
@@ -142,6 +204,12 @@ def main() -> int:
             f"| 2 sessions x 1 thread, concurrent | {fps_two_sessions(two, sub):.1f}"
             " | | |"
         )
+        print(f"\n### {name}: session options, raw inference (ms per frame)\n")
+        print(
+            "| session | wall, idle | CPU, idle | wall, 1 core busy | CPU, 1 core busy |"
+            "\n|---|---:|---:|---:|---:|"
+        )
+        print("\n".join(session_table(path)))
         print()
     return 0
 
