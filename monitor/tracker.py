@@ -76,6 +76,9 @@ class Tracker:
     def __init__(self, cfg: TrackerConfig | None = None) -> None:
         self.cfg = cfg if cfg is not None else TrackerConfig()
         self.kalman = kalman.KalmanParams()
+        # Tuning knobs kept off the config schema (measured in docs/tracking.md):
+        # offer low-score detections to tentative tracks (stage 3), and how long an
+        # unmatched tentative track survives (0: dropped at its first miss).
         self.low_for_tentative = True
         self.tentative_buffer_s = 0.0
         self._next_id = 1

@@ -18,6 +18,7 @@ Usage: ``python scripts/bench_tracking.py [--seeds 0 1 2] [--repeat 3]``
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import warnings
@@ -45,13 +46,13 @@ Output = list[tuple[np.ndarray, np.ndarray]]
 Runner = Callable[[list[np.ndarray]], tuple[Output, float]]
 
 
-def run_ours(frames: list[np.ndarray]) -> tuple[Output, float]:
+def run_ours(frames: list[np.ndarray], fps: float = FPS) -> tuple[Output, float]:
     inputs = [motdata.as_detections(f) for f in frames]
     tr = Tracker()
     outs: list[Detections] = []
     t0 = time.perf_counter()
     for i, d in enumerate(inputs):
-        outs.append(tr.update(d, i / FPS))
+        outs.append(tr.update(d, i / fps))
     el = time.perf_counter() - t0
     return [(o.tracker_id, o.xyxy) for o in outs], el  # type: ignore[misc]
 
@@ -63,7 +64,7 @@ def _roboflow(kind: str) -> Runner | None:
     except ImportError:
         return None
 
-    def run(frames: list[np.ndarray]) -> tuple[Output, float]:
+    def run(frames: list[np.ndarray], fps: float = FPS) -> tuple[Output, float]:
         inputs = [
             sv.Detections(
                 xyxy=f[:, :4].astype(np.float32),
@@ -73,7 +74,7 @@ def _roboflow(kind: str) -> Runner | None:
             for f in frames
         ]
         cls = ByteTrackTracker if kind == "bytetrack" else SORTTracker
-        tr = cls(lost_track_buffer=BUFFER_FRAMES * 30 / FPS, frame_rate=FPS)
+        tr = cls(lost_track_buffer=int(round(BUFFER_S * 30)), frame_rate=fps)
         tr.reset()
         res = []
         t0 = time.perf_counter()
@@ -96,7 +97,8 @@ def _norfair() -> Runner | None:
     except ImportError:
         return None
 
-    def run(frames: list[np.ndarray]) -> tuple[Output, float]:
+    def run(frames: list[np.ndarray], fps: float = FPS) -> tuple[Output, float]:
+        buf = int(round(BUFFER_S * fps))
         inputs = [
             [
                 norfair.Detection(
@@ -109,7 +111,7 @@ def _norfair() -> Runner | None:
         tr = norfair.Tracker(
             distance_function="iou",
             distance_threshold=0.7,
-            hit_counter_max=BUFFER_FRAMES,
+            hit_counter_max=buf,
         )
         res = []
         t0 = time.perf_counter()
@@ -135,11 +137,12 @@ def _motpy() -> Runner | None:
     except ImportError:
         return None
 
-    def run(frames: list[np.ndarray]) -> tuple[Output, float]:
+    def run(frames: list[np.ndarray], fps: float = FPS) -> tuple[Output, float]:
+        buf = int(round(BUFFER_S * fps))
         inputs = [[MDet(box=r[:4], score=float(r[4])) for r in f] for f in frames]
         tr = MultiObjectTracker(
-            dt=1 / FPS,
-            tracker_kwargs={"max_staleness": BUFFER_FRAMES},
+            dt=1 / fps,
+            tracker_kwargs={"max_staleness": buf},
             active_tracks_kwargs={"min_steps_alive": 2, "max_staleness": 1},
         )
         res = []
@@ -299,45 +302,92 @@ def cached_detections(video: str, model: str = "yolox_nano") -> tuple[list, floa
     return frames, fps
 
 
+# Stretches inspected by eye (frames, half-open) and the people visible in them.
+# indoor_person: one man in a white shirt enters left at ~frame 10, walks right and
+# away to the back of the room, partly hidden by a rack at ~140-165 (detector scores
+# drop to 0.16); a second man (dark jacket) enters at the right edge at ~frame 170.
+# street_pedestrians / concourse_people: a dozen or more people at a time, coming
+# and going; not counted, the id totals are only compared between trackers.
+STRETCHES = {
+    "indoor_person.mp4": [((0, 166), 1), ((0, 182), 2)],
+    "street_pedestrians_1080p.mp4": [((0, 302), None)],  # too many to count by eye
+    "concourse_people.avi": [((0, 341), None)],
+}
+
+
+def real_videos(found: dict[str, Runner]) -> None:
+    """Distinct person ids per tracker on the real detector's output."""
+    print(
+        "\n| video | frames | people (by eye) | tracker | distinct ids | ids/person |"
+    )
+    print("|---|---|---|---|---|---|")
+    for video in REAL_VIDEOS:
+        try:
+            frames, fps = cached_detections(video)
+        except Exception as exc:  # noqa: BLE001 - report and go on
+            print(f"| {video} | - | - | skipped: {exc} | | |")
+            continue
+        persons = [f[f[:, 5] == 0][:, :5] for f in frames]
+        for name, run in found.items():
+            outs, _ = run(persons, fps)
+            for (a, b), people in STRETCHES[video]:
+                ids = set()
+                for tid, _ in outs[a:b]:
+                    ids.update(np.asarray(tid).tolist())
+                ratio = f"{len(ids) / people:.1f}" if people else "-"
+                print(
+                    f"| {video} | {a}-{b - 1} | {people or '?'} | {name} |"
+                    f" {len(ids)} | {ratio} |"
+                )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument(
+        "--real", action="store_true", help="only the real-video fragmentation table"
+    )
     args = ap.parse_args()
     found, missing = runners()
+    if args.real:
+        real_videos(found)
+        return
     rows = []
     for seq in motdata.SEQUENCES:
         gt = motdata.load_gt(seq)
         for level in motdata.LEVELS:
-            for name, run in found.items():
-                agg: dict[str, list[float]] = {"MOTA": [], "IDF1": [], "IDsw": []}
-                hs: list[float] = []
-                best_fps = 0.0
-                for seed in args.seeds:
-                    dets = motdata.noisy_detections(gt, level, seed)
-                    frames = [dets[f] for f in sorted(gt)]
-                    el = float("inf")
-                    outs: Output = []
-                    for _ in range(args.repeat):
-                        outs, e = run(frames)
-                        el = min(el, e)
-                    best_fps = max(best_fps, len(frames) / el)
-                    m = clear_idf1(gt, outs)
-                    for k in agg:
-                        agg[k].append(m[k])
-                    h = hota(gt, outs)
+            agg = {n: {"MOTA": [], "IDF1": [], "IDsw": [], "HOTA": []} for n in found}
+            best = dict.fromkeys(found, float("inf"))  # seconds per frame
+            for seed in args.seeds:
+                dets = motdata.noisy_detections(gt, level, seed)
+                frames = [dets[f] for f in sorted(gt)]
+                outs: dict[str, Output] = {}
+                # Round-robin repeats: all trackers share the same load swings of
+                # this (shared, noisy) machine; keep each one's best run.
+                for _ in range(args.repeat):
+                    for name, run in found.items():
+                        outs[name], e = run(frames)
+                        best[name] = min(best[name], e / len(frames))
+                for name in found:
+                    m = clear_idf1(gt, outs[name])
+                    for k in ("MOTA", "IDF1", "IDsw"):
+                        agg[name][k].append(m[k])
+                    h = hota(gt, outs[name])
                     if h is not None:
-                        hs.append(h)
+                        agg[name]["HOTA"].append(h)
+            for name in found:
+                a = agg[name]
                 rows.append(
                     {
                         "tracker": name,
                         "seq": seq,
                         "level": level,
-                        "MOTA": float(np.mean(agg["MOTA"])),
-                        "IDF1": float(np.mean(agg["IDF1"])),
-                        "HOTA": float(np.mean(hs)) if hs else float("nan"),
-                        "IDsw": float(np.mean(agg["IDsw"])),
-                        "fps": best_fps,
+                        "MOTA": float(np.mean(a["MOTA"])),
+                        "IDF1": float(np.mean(a["IDF1"])),
+                        "HOTA": float(np.mean(a["HOTA"])) if a["HOTA"] else math.nan,
+                        "IDsw": float(np.mean(a["IDsw"])),
+                        "fps": 1.0 / best[name],
                     }
                 )
     hdr = "| tracker | sequence | level | MOTA | IDF1 | HOTA | IDsw | fps | target |"
@@ -372,6 +422,7 @@ def main() -> None:
         )
     ms = bench_30_objects()
     print(f"\nhallmonitor update(), 30 objects: {ms:.3f} ms/frame (best of 5)")
+    real_videos(found)
 
 
 if __name__ == "__main__":
