@@ -251,6 +251,15 @@ def _parse_imgsz(raw: Any) -> tuple[int, int] | None:
     return None
 
 
+def _manifest_size(raw: Any) -> tuple[int, int] | None:
+    """``(w, h)`` from a manifest ``input_size`` (``[width, height]`` or one int)."""
+    if isinstance(raw, int):
+        return (raw, raw)
+    if isinstance(raw, list | tuple) and len(raw) == 2:
+        return (int(raw[0]), int(raw[1]))
+    return None
+
+
 def _describe(session: ort.InferenceSession, meta: Mapping[str, str]) -> str:
     ins = ", ".join(f"{i.name} {i.type} {i.shape}" for i in session.get_inputs())
     outs = ", ".join(f"{o.name} {o.type} {o.shape}" for o in session.get_outputs())
@@ -304,7 +313,7 @@ def inspect_session(
         size = (
             (input_size, input_size)
             if input_size
-            else _parse_imgsz(entry.get("input_size"))
+            else _manifest_size(entry.get("input_size"))
             or _parse_imgsz(meta.get("imgsz"))
             or (640, 640)
         )
@@ -359,8 +368,14 @@ def inspect_session(
         ok = nc > 0 and d2 in (None, cells)
     else:
         nc = (d2 or 0) - 5
-        want_n = cells if fmt is ModelFormat.YOLOX else 3 * cells
-        ok = nc > 0 and d1 in (None, want_n)
+        if fmt is ModelFormat.YOLOX:
+            ok = nc > 0 and d1 in (None, cells)
+        elif declared is not None:
+            # declared YOLOv5-style decoded output: any row count (other anchor
+            # layouts, YOLOX exported with decode_in_inference)
+            ok = nc > 0
+        else:
+            ok = nc > 0 and d1 in (None, 3 * cells)
     if not ok:
         raise DetectorError(
             f"output shape {out.shape} does not fit format {fmt.value} at input "

@@ -350,3 +350,28 @@ def test_detect_batch_matches_single_frames(tmp_path: Path, input_batch: Any) ->
         np.testing.assert_allclose(b.xyxy, s.xyxy, atol=1e-4)
     xs = [float(b.xyxy[0, 0]) for b in batch[:3]]
     assert xs[0] < xs[1] < xs[2]  # order preserved
+
+
+def test_dynamic_input_size_from_manifest_is_width_height(tmp_path: Path) -> None:
+    const = yolov5_rows(3 * cells(128, 64), 80, [(32, 32, 20, 20, 0.9, 0, 0.9)])
+    path = build_model(
+        tmp_path / "dyn.onnx", const, input_shape=("batch", 3, "height", "width")
+    )
+    entry = {"file": "dyn.onnx", "input_size": [128, 64]}
+    assert OnnxDetector(path, manifest_entry=entry).input_size == (128, 64)
+
+
+def test_declared_yolov5_accepts_decoded_yolox_exports(tmp_path: Path) -> None:
+    """A YOLOX export with decode_in_inference: decoded rows, one per grid cell."""
+    const = yolov5_rows(N64, 80, [(32, 32, 20, 20, 0.9, 0, 0.9)])
+    path = build_model(tmp_path / "xdec.onnx", const)
+    entry = {
+        "file": "xdec.onnx",
+        "format": "yolov5",
+        "colour": "bgr",
+        "normalisation": "none",
+        "padding": "top_left",
+    }
+    det = OnnxDetector(path, ALL, manifest_entry=entry)
+    out = det.detect(_white(64, 32))  # top-left: box clipped to h=32
+    np.testing.assert_allclose(out.xyxy, [[22, 22, 42, 32]], atol=1e-3)
