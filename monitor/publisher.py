@@ -46,7 +46,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from monitor.events import CameraHeartbeat, Event, encode_event, encode_heartbeat
+from monitor.events import (
+    MAX_MESSAGE_BYTES,
+    CameraHeartbeat,
+    Event,
+    encode_event,
+    encode_heartbeat,
+)
 
 __all__ = ["EventPublisher", "PublisherStats", "redact_url"]
 
@@ -83,6 +89,7 @@ class PublisherStats:
         queued: Events in the in-memory queue, not yet sent or spooled.
         heartbeats_sent: Heartbeats ``XADD``\\ed.
         corrupt_skipped: Spool lines that were torn or not valid JSON on reload.
+        rejected: Events refused by ``publish`` (larger than the message limit).
     """
 
     published: int
@@ -92,6 +99,7 @@ class PublisherStats:
     queued: int = 0
     heartbeats_sent: int = 0
     corrupt_skipped: int = 0
+    rejected: int = 0
 
 
 class _Spool:
@@ -329,6 +337,7 @@ class EventPublisher:
         self._published = 0
         self._dropped = 0
         self._hb_sent = 0
+        self._rejected = 0
         self._redis_ok = True  # optimistic until a call fails
         self._next_probe = 0.0
         self._backoff = _PROBE_MIN_S
@@ -342,8 +351,25 @@ class EventPublisher:
 
     # ------------------------------------------------------------ frame path
     def publish(self, event: Event) -> None:
-        """Queue one event; returns at once and never raises on Redis trouble."""
-        line = json.dumps(encode_event(event), separators=(",", ":"))
+        """Queue one event; returns at once and never raises on Redis trouble.
+
+        Raises:
+            TypeError: ``event`` is not an :class:`~monitor.events.Event`.
+        """
+        if not isinstance(event, Event):
+            raise TypeError(f"publish() needs an Event, got {type(event).__name__}")
+        fields = encode_event(event)
+        if len(fields["data"].encode("utf-8")) > MAX_MESSAGE_BYTES:
+            # The consumer would dead-letter it; refuse here, visibly and counted.
+            log.error(
+                "event %s is larger than %d bytes; not published",
+                event.event_id,
+                MAX_MESSAGE_BYTES,
+            )
+            with self._cond:
+                self._rejected += 1
+            return
+        line = json.dumps(fields, separators=(",", ":"))
         with self._cond:
             if self._closed:
                 log.warning("publish after close: event %s dropped", event.event_id)
@@ -388,7 +414,7 @@ class EventPublisher:
                 self._published,
                 self._dropped,
             )
-            ok, hb = self._redis_ok, self._hb_sent
+            ok, hb, rejected = self._redis_ok, self._hb_sent, self._rejected
         return PublisherStats(
             published=published,
             spooled=self._spool.pending,
@@ -397,6 +423,7 @@ class EventPublisher:
             queued=queued,
             heartbeats_sent=hb,
             corrupt_skipped=self._spool.corrupt,
+            rejected=rejected,
         )
 
     def close(self, timeout_s: float = 5.0) -> None:

@@ -280,3 +280,36 @@ def test_spool_cursor_survives_reload(tmp_path: Path) -> None:
     got2, *_ = sp2.peek(1000)
     assert got2 == lines[256:]
     assert sp2.append(["x"] * 700) == 44  # bound: 1000 - 344 fit
+
+
+def test_oversized_or_wrong_type_is_refused_clearly(
+    redis_url: str, unique: str, tmp_path: Path
+) -> None:
+    from monitor.events import CrowdingPayload
+
+    pub = _make(redis_url, tmp_path / "spool", unique)
+    try:
+        with pytest.raises(TypeError, match="needs an Event"):
+            pub.publish({"kind": "loitering"})  # type: ignore[arg-type]
+        now = dt.datetime.now(dt.UTC)
+        huge = Event.new(
+            camera_id="cam1",
+            kind=EventKind.CROWDING,
+            state=EventState.START,
+            ts=now,
+            started_at=now,
+            payload=CrowdingPayload(
+                rule_id="r",
+                zone_id="z",
+                count=3,
+                max_count=3,
+                duration_s=1.0,
+                tracker_ids=tuple(range(10**9, 10**9 + 40_000)),
+            ),
+        )
+        pub.publish(huge)
+        pub.publish(_event(1))
+        assert _wait(lambda: pub.stats().published == 1)
+        assert pub.stats().rejected == 1
+    finally:
+        pub.close()
