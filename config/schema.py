@@ -242,6 +242,20 @@ class GatingConfig(StrictModel):
         description="Crops covering more than this fraction of the "
         "frame are replaced by one full-frame pass",
     )
+    restrict_to_rules: bool = Field(
+        True,
+        description="regions mode: detect only around the camera's zones and lines "
+        "(their bounding boxes plus rule_margin), at native resolution where they fit "
+        "the model input; other motion is ignored. Off, or no zones/lines: crops "
+        "around any motion and tracks",
+    )
+    rule_margin: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Fraction of the frame size added around each zone/line box "
+        "(room to pick up objects approaching it)",
+    )
 
 
 class CameraConfig(StrictModel):

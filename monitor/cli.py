@@ -102,7 +102,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         sys.stderr.write(f"{video}: no such video file\n")
         return EXIT_FAIL
     src = camera.source.model_copy(
-        update={"url": str(video.resolve()), "credentials": None}
+        # A replay reads the file once, as fast as possible.
+        update={
+            "url": str(video.resolve()),
+            "credentials": None,
+            "loop": False,
+            "realtime": False,
+        }
     )
     camera = camera.model_copy(update={"source": src})
     if args.detect_fps:

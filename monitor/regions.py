@@ -210,15 +210,27 @@ class DetectionGate:
         cfg: Gating config.
         motion: The camera's motion detector.
         side_min: Detector input size in pixels (minimum crop side).
+        areas_rel: ``(A, 4)`` relative xyxy boxes (0-1) of the rules' zones and lines;
+            with ``cfg.restrict_to_rules`` only these areas are ever detected.
     """
 
     def __init__(
-        self, cfg: GatingConfig, motion: MotionDetector, side_min: int
+        self,
+        cfg: GatingConfig,
+        motion: MotionDetector,
+        side_min: int,
+        areas_rel: npt.NDArray[np.float32] | None = None,
     ) -> None:
         self.cfg = cfg
         self.motion = motion
         self.side_min = side_min
         self._last_full: float | None = None
+        areas = np.zeros((0, 4), np.float32) if areas_rel is None else areas_rel
+        m = cfg.rule_margin
+        margin = np.array([-m, -m, m, m], np.float32)
+        self.areas_rel = np.clip(
+            np.asarray(areas, np.float32).reshape(-1, 4) + margin, 0.0, 1.0
+        )
 
     def reset(self) -> None:
         """Forget timing and background (e.g. after a reconnect)."""
@@ -235,6 +247,12 @@ class DetectionGate:
             self._last_full is None
             or frame.mono - self._last_full >= self.cfg.full_frame_interval_s
         )
+        if (
+            self.cfg.mode == "regions"
+            and self.cfg.restrict_to_rules
+            and len(self.areas_rel)
+        ):
+            return self._rule_areas(frame, tracked, m, due)
         if due or m.scene_change:
             self._last_full = frame.mono
             return GateDecision(
@@ -263,3 +281,42 @@ class DetectionGate:
             self._last_full = frame.mono
             return GateDecision(Plan.FULL, empty, m, "regions-too-large")
         return GateDecision(Plan.REGIONS, regions, m, "regions")
+
+    def _rule_areas(
+        self, frame: Frame, tracked: Detections | None, m: MotionResult, due: bool
+    ) -> GateDecision:
+        """Crops around the rule areas that show motion or hold tracks (all on refresh)."""
+        w, h = frame.resolution_wh
+        areas = self.areas_rel * np.array([w, h, w, h], np.float32)
+        if due or m.scene_change:
+            self._last_full = frame.mono
+            active = np.ones(len(areas), bool)
+            reason = "refresh" if due else "scene-change"
+        else:
+            boxes = m.boxes
+            if tracked is not None and len(tracked):
+                boxes = (
+                    np.concatenate([boxes, tracked.xyxy])
+                    if len(boxes)
+                    else tracked.xyxy
+                )
+            if not len(boxes):
+                return GateDecision(Plan.SKIP, np.zeros((0, 4), np.int32), m, "idle")
+            ix = np.minimum(areas[:, None, 2], boxes[None, :, 2]) - np.maximum(
+                areas[:, None, 0], boxes[None, :, 0]
+            )
+            iy = np.minimum(areas[:, None, 3], boxes[None, :, 3]) - np.maximum(
+                areas[:, None, 1], boxes[None, :, 1]
+            )
+            active = ((ix > 0) & (iy > 0)).any(axis=1)
+            reason = "rule-areas"
+        if not active.any():
+            return GateDecision(Plan.SKIP, np.zeros((0, 4), np.int32), m, "idle-areas")
+        regions = plan_regions(
+            areas[active],
+            (w, h),
+            self.side_min,
+            margin=0.0,
+            max_regions=self.cfg.max_regions,
+        )
+        return GateDecision(Plan.REGIONS, regions, m, reason)

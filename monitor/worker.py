@@ -324,6 +324,23 @@ def _process_frame(
 
 
 # --------------------------------------------------------------------- assembly
+def rule_areas(camera: CameraConfig) -> np.ndarray:
+    """``(A, 4)`` relative bounding boxes of the zones and lines the rules use."""
+    used_zones = {r.zone for r in (*camera.rules.loitering, *camera.rules.crowding)}
+    used_lines = {r.line for r in camera.rules.vehicle_flow}
+    pts = [
+        np.asarray(z.polygon, np.float32) for z in camera.zones if z.id in used_zones
+    ]
+    pts += [
+        np.asarray([ln.start, ln.end], np.float32)
+        for ln in camera.lines
+        if ln.id in used_lines
+    ]
+    if not pts:
+        return np.zeros((0, 4), np.float32)
+    return np.stack([np.concatenate([p.min(axis=0), p.max(axis=0)]) for p in pts])
+
+
 def media_root(app: AppConfig) -> Path:
     """Directory holding event media."""
     return Path(app.storage.media_dir or Path(app.data_dir) / "media")
@@ -339,12 +356,11 @@ def build_parts(
     detector: Any | None = None,
 ) -> WorkerParts:
     """Create the real collaborators for one camera from its config."""
-    from pipelines.factory import build_pipelines
-
     from monitor.detector import load_detector
     from monitor.secrets import build_source_url
     from monitor.sources import open_source
     from monitor.tracker import Tracker
+    from pipelines.factory import build_pipelines
 
     det = detector or load_detector(app.detector)
     url = build_source_url(camera.source, app.secrets_file)
@@ -361,7 +377,10 @@ def build_parts(
     parts.on_close.append(source.close)
     if camera.gating.mode != "full":
         parts.gate = DetectionGate(
-            camera.gating, MotionDetector(camera.motion), min(det.input_size)
+            camera.gating,
+            MotionDetector(camera.motion),
+            min(det.input_size),
+            rule_areas(camera),
         )
     if evidence:
         from monitor.evidence import EvidenceRecorder

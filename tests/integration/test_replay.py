@@ -36,7 +36,8 @@ def test_concourse_group_raises_loitering(capsys: pytest.CaptureFixture[str]) ->
     sha = hashlib.sha256(Path(model).read_bytes()).hexdigest()
     for e in starts:
         assert e.payload.zone_id == "west-benches"  # type: ignore[union-attr]
-        assert e.payload.dwell_s >= 3.0  # type: ignore[union-attr]
+        # the threshold depends on the schedule in force at replay time (2 s or 3 s)
+        assert e.payload.dwell_s >= e.payload.threshold_s >= 2.0  # type: ignore[union-attr]
         assert e.model_sha256 == sha
         assert e.camera_id == "concourse"
     # every update/end belongs to a started event

@@ -126,3 +126,31 @@ def test_gate_full_mode_always_full() -> None:
     assert all(
         gate.update(frame(t, img), None).plan is Plan.FULL for t in (0, 0.1, 0.2)
     )
+
+
+def test_gate_rule_areas_only() -> None:
+    """regions + restrict_to_rules: crops only where a rule looks; motion elsewhere
+    is ignored; a refresh detects every area even when idle."""
+    cfg = GatingConfig(full_frame_interval_s=2.0, rule_margin=0.0)
+    area = np.array([[0.1, 0.4, 0.3, 0.7]], np.float32)  # a zone on the left
+    gate = DetectionGate(cfg, MotionDetector(MotionConfig()), 416, area)
+    rng = np.random.default_rng(0)
+    bg = rng.integers(50, 200, (720, 1280, 3)).astype(np.uint8)
+    right = bg.copy()
+    right[300:420, 1000:1060] = 0  # motion far from the zone
+    left = bg.copy()
+    left[350:450, 200:250] = 0  # motion inside the zone
+    table = [
+        (0.0, bg, Plan.REGIONS, "refresh"),
+        (0.2, bg, Plan.SKIP, "idle"),
+        (0.4, right, Plan.SKIP, "idle-areas"),
+        (0.6, left, Plan.REGIONS, "rule-areas"),
+        (2.5, bg, Plan.REGIONS, "refresh"),
+    ]
+    for mono, img, plan, reason in table:
+        d = gate.update(frame(mono, img), None)
+        assert (d.plan, d.reason) == (plan, reason), mono
+        if plan is Plan.REGIONS:
+            ((x1, y1, x2, y2),) = d.regions
+            assert x1 <= 128 and x2 >= 384 and y1 <= 288 and y2 >= 504  # zone in crop
+            assert x2 - x1 == 416  # native resolution: no downscale
