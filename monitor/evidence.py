@@ -218,9 +218,11 @@ def encode_clip(
         assert proc.stdin is not None
         try:
             for i in idx:
-                img = frames[int(i)]
+                img: npt.NDArray[np.uint8] = frames[int(i)]
                 if img.shape[0] != h or img.shape[1] != w:
-                    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+                    img = np.asarray(
+                        cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA), np.uint8
+                    )
                 proc.stdin.write(np.ascontiguousarray(img).data)
         except BrokenPipeError:
             pass  # ffmpeg died; its stderr says why
@@ -329,7 +331,9 @@ class EvidenceRecorder:
         th = max(2, round(h * tw / w))
         tw, th = _even(tw), _even(th)
         if (tw, th) != (w, h):
-            small = cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
+            small = np.asarray(
+                cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA), np.uint8
+            )
         else:
             small = img.copy()  # the caller may reuse its buffer
         item = _Buffered(frame.mono, frame.ts, small)

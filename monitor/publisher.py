@@ -515,7 +515,10 @@ class EventPublisher:
         if hb is not None and self._redis_ok:
             try:
                 self._redis.xadd(
-                    self.heartbeat_stream, hb, maxlen=self.maxlen, approximate=True
+                    self.heartbeat_stream,
+                    dict[Any, Any](hb),
+                    maxlen=self.maxlen,
+                    approximate=True,
                 )
                 with self._cond:
                     self._hb_sent += 1
