@@ -313,3 +313,40 @@ def test_oversized_or_wrong_type_is_refused_clearly(
         assert pub.stats().rejected == 1
     finally:
         pub.close()
+
+
+def test_clip_event_round_trips_with_media(
+    redis_url: str, unique: str, tmp_path: Path
+) -> None:
+    """What the worker sends for a clip decodes with a sha256 matching the file."""
+    import hashlib
+
+    import numpy as np
+
+    from config.schema import EvidenceConfig
+    from monitor.evidence import EvidenceRecorder
+    from monitor.types import Frame
+
+    media = tmp_path / "media"
+    rec = EvidenceRecorder("cam1", EvidenceConfig(pre_s=0.5, post_s=0.5), media)
+    ev = _event(0)
+    t0 = ev.ts.timestamp()
+    for k in range(12):
+        img = np.full((96, 128, 3), 10 * k, np.uint8)
+        rec.push(Frame("cam1", k, t0 - 0.5 + k * 0.1, 50 + k * 0.1, img))
+        if k == 5:
+            rec.request_clip(ev)
+    assert _wait(lambda: rec.stats().clips_encoded == 1, 30.0)
+    (clip_ev,) = rec.poll()
+    rec.close()
+    pub = _make(redis_url, tmp_path / "spool", unique)
+    pub.publish(clip_ev)
+    assert _wait(lambda: pub.stats().published == 1)
+    pub.close()
+    r = redis.Redis.from_url(redis_url)
+    (entry,) = r.xrange(f"test:{unique}:events")
+    r.close()
+    got = decode_event(entry[1])
+    (ref,) = got.media
+    assert got.event_id == ev.event_id and got.revision == ev.revision
+    assert hashlib.sha256((media / ref.path).read_bytes()).hexdigest() == ref.sha256

@@ -311,3 +311,13 @@ def test_encode_clip_resizes_a_resolution_change_and_reports_cpu(
 def test_encode_clip_without_frames_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no frames"):
         encode_clip([], np.zeros(0), tmp_path / "x.mp4")
+
+
+def test_pending_clips_are_bounded_and_counted(tmp_path: Path) -> None:
+    rec = EvidenceRecorder(CAM, _cfg(pre_s=0.0, post_s=60.0), tmp_path)
+    rec.push(_frame(0, 0.0))
+    for _ in range(33):
+        rec.request_clip(_event(0.0))
+    assert rec.stats().clips_dropped == 1
+    rec.close(timeout_s=30)
+    assert len(rec.poll()) == 32
