@@ -201,7 +201,11 @@ def test_publish_does_not_block_on_a_hung_redis(unique: str, tmp_path: Path) -> 
         assert elapsed < 0.5, f"500 publishes took {elapsed:.3f}s"
         assert _wait(lambda: pub.stats().spooled == 500, 10.0)
         assert not pub.stats().redis_ok
+        t0 = time.perf_counter()
         pub.close(timeout_s=0.1)
+        # bounded by timeout_s + one socket timeout (0.5 s here)
+        assert time.perf_counter() - t0 < 2.0
+        assert pub.stats().spooled == 500
     finally:
         srv.close()
 
