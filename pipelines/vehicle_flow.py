@@ -13,11 +13,12 @@ What counts as one crossing (see also :class:`monitor.zones.LineZone`):
   within ``switch_window_s`` of the track's previous crossing is jitter (a box
   wobbling on the line by more than the band), not a count;
 * only tracks the tracker reports (confirmed tracks) are seen at all;
-* id switches: a *new* id appearing within ``switch_window_s`` and
-  :data:`LINK_FRACTION` × diagonal of a track that is no longer visible inherits
-  that track's side and counted directions; and a crossing in the same direction
-  within ``switch_window_s`` and that distance of a counted crossing by a track that
-  is no longer visible is taken as the same object and not counted again.
+* id switches: a *new* id appearing within ``switch_window_s`` of a track that is
+  no longer visible, with a box overlapping that track's last box (IoU ≥
+  :data:`LINK_IOU`), inherits that track's side and counted directions; and a
+  crossing in the same direction within ``switch_window_s`` of a counted crossing
+  by a track that is no longer visible, with overlapping boxes, is taken as the same
+  object and not counted again.
 
 Counts go out as one ``vehicle_flow`` event per (rule, bucket): buckets are
 ``bucket_s`` long, aligned to the Unix epoch (UTC). ``start`` on the bucket's first
@@ -55,12 +56,15 @@ from monitor.types import Detections, Frame
 from monitor.zones import LineZone, lookup_rows, select_tracks
 from pipelines.schedule import utc_datetime
 
-__all__ = ["LINK_FRACTION", "Crossing", "VehicleFlowPipeline"]
+__all__ = ["LINK_IOU", "Crossing", "VehicleFlowPipeline"]
 
 log = logging.getLogger(__name__)
 
-LINK_FRACTION = 0.06
-"""Fraction of the frame diagonal within which a new id is taken as an id switch."""
+LINK_IOU = 0.3
+"""Minimum IoU between a vanished track's last box and a new id's box (or between
+two crossings' boxes) for them to be taken as one object after an id switch. Boxes,
+not centre distances: in a group of pedestrians a neighbour is close but its box
+barely overlaps, while an id switch re-detects the same box."""
 
 _STALE_S = 60.0
 _COLS = (
@@ -73,6 +77,10 @@ _COLS = (
     "last_dir",
     "last_flip",
     "gone",
+    "box",
+    "vx",
+    "vy",
+    "first_seen",
 )
 
 
@@ -97,6 +105,17 @@ class Crossing:
     ts: float
     point: tuple[float, float]
     bbox: tuple[float, float, float, float]
+
+
+def box_iou(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray:
+    """``(N, M)`` IoU between ``(N, 4)`` and ``(M, 4)`` xyxy boxes."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0.0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0.0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0.0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 class VehicleFlowPipeline:
@@ -137,7 +156,6 @@ class VehicleFlowPipeline:
         )
         self._line: LineZone | None = None
         self._wh: tuple[int, int] | None = None
-        self._link_px = 0.0
         self.reset()
 
     def reset(self) -> None:
@@ -153,6 +171,11 @@ class VehicleFlowPipeline:
         self.last_dir = np.zeros(0, np.int8)  # +1 in / -1 out: last side change
         self.last_flip = np.zeros(0, np.float64)  # mono of that change
         self.gone = np.zeros(0, bool)  # removed by the tracker
+        self.box = np.zeros((0, 4), np.float64)  # last box, px
+        self.vx = np.zeros(0, np.float64)  # anchor velocity, px/s
+        self.vy = np.zeros(0, np.float64)
+        self.first_seen = np.zeros(0, np.float64)  # mono of the first observation
+        self.pending: list[tuple[Crossing, frozenset[int], float, int]] = []
         self.recent: collections.deque[Crossing] = collections.deque()
         self.crossings: list[Crossing] = []
         self.last_mono: float | None = None
@@ -177,7 +200,6 @@ class VehicleFlowPipeline:
                 cfg.start, cfg.end, cfg.in_direction, wh, self.rule.hysteresis
             )
             self._wh = wh
-            self._link_px = LINK_FRACTION * math.hypot(*wh)
         return self._line
 
     def _keep(self, mask: npt.NDArray[np.bool_]) -> None:
@@ -237,25 +259,41 @@ class VehicleFlowPipeline:
                 self._keep(~drop)
 
         rows, found = lookup_rows(self.ids, tids)
+        # Anchor velocity (px/s) of known tracks, to predict where a vanished one is.
+        old = rows[found]
+        dt_seen = now - self.last_seen[old]
+        ok = dt_seen > 0
+        for col, new_pos in (
+            (self.vx, anchors[found, 0]),
+            (self.vy, anchors[found, 1]),
+        ):
+            prev = self.ax[old] if col is self.vx else self.ay[old]
+            v = np.where(ok, (new_pos - prev) / np.where(ok, dt_seen, 1.0), col[old])
+            col[old] = 0.5 * col[old] + 0.5 * v
         if (~found).any():
-            self._link_new(tids, anchors, rows, found, now)
-            rows, found = lookup_rows(self.ids, tids)
             new = ~found
             n = int(new.sum())
+            base = self.ids.size
             self.ids = np.concatenate([self.ids, tids[new]])
             self.last_seen = np.concatenate([self.last_seen, np.full(n, now)])
             self.ax = np.concatenate([self.ax, anchors[new, 0]])
             self.ay = np.concatenate([self.ay, anchors[new, 1]])
+            self.vx = np.concatenate([self.vx, np.zeros(n)])
+            self.vy = np.concatenate([self.vy, np.zeros(n)])
+            self.first_seen = np.concatenate([self.first_seen, np.full(n, now)])
             self.done_in = np.concatenate([self.done_in, np.zeros(n, bool)])
             self.done_out = np.concatenate([self.done_out, np.zeros(n, bool)])
             self.last_dir = np.concatenate([self.last_dir, np.zeros(n, np.int8)])
             self.last_flip = np.concatenate([self.last_flip, np.full(n, -math.inf)])
             self.gone = np.concatenate([self.gone, np.zeros(n, bool)])
+            self.box = np.concatenate([self.box, boxes[new]])
+            self._link_new(base, found, rows, now)
             rows, found = lookup_rows(self.ids, tids)
         visible = np.zeros(self.ids.size, bool)
         visible[rows] = True
         self.last_seen[rows] = now
         self.ax[rows], self.ay[rows] = anchors[:, 0], anchors[:, 1]
+        self.box[rows] = boxes
 
         c_in, c_out = line.trigger(tids, anchors)
         flip = np.where(c_in, 1, np.where(c_out, -1, 0)).astype(np.int8)
@@ -275,35 +313,38 @@ class VehicleFlowPipeline:
 
         while self.recent and now - self.recent[0].mono > window:
             self.recent.popleft()
-        for j in np.flatnonzero(c_in | c_out):
-            direction = "in" if c_in[j] else "out"
-            tid = int(tids[j])
-            pt = (float(anchors[j, 0]), float(anchors[j, 1]))
-            if self._switch_duplicate(tid, direction, pt, visible):
+        # Crossings held as possible id-switch duplicates: released when the earlier
+        # track shows up again (two objects after all), dropped at the deadline.
+        vis_ids = set(tids.tolist())
+        still: list[tuple[Crossing, frozenset[int], float, int]] = []
+        for crossing, prior, deadline, cid in self.pending:
+            if prior & vis_ids:
+                events.extend(self._release(crossing, cid))
+            elif now <= deadline:
+                still.append((crossing, prior, deadline, cid))
+            else:
                 log.debug(
-                    "vehicle_flow %s: crossing of %d taken as an id switch",
+                    "vehicle_flow %s: crossing of %d dropped as an id switch",
                     self.rule.id,
-                    tid,
+                    crossing.tracker_id,
                 )
-                continue
+        self.pending = still
+        for j in np.flatnonzero(c_in | c_out):
             cid = int(cls[j])
             crossing = Crossing(
-                tracker_id=tid,
+                tracker_id=int(tids[j]),
                 class_name=self.class_names[cid],
-                direction=direction,
+                direction="in" if c_in[j] else "out",
                 mono=now,
                 ts=ts,
-                point=pt,
+                point=(float(anchors[j, 0]), float(anchors[j, 1])),
                 bbox=tuple(float(v) for v in boxes[j]),  # type: ignore[arg-type]
             )
-            self.crossings.append(crossing)
-            self.recent.append(crossing)
-            if (
-                self.rule.one_way is not None
-                and direction != self.rule.one_way
-                and cid in self.wrong_way_ids
-            ):
-                events.append(self._wrong_way(crossing))
+            prior = self._switch_suspects(crossing, vis_ids)
+            if prior:
+                self.pending.append((crossing, prior, now + window, cid))
+            else:
+                events.extend(self._release(crossing, cid))
 
         if self.crossings:
             for c in self.crossings:
@@ -322,56 +363,91 @@ class VehicleFlowPipeline:
     # ------------------------------------------------------------------ helpers
     def _link_new(
         self,
-        tids: npt.NDArray[np.int64],
-        anchors: npt.NDArray[np.float64],
-        rows: npt.NDArray[np.intp],
+        base: int,
         found: npt.NDArray[np.bool_],
+        rows: npt.NDArray[np.intp],
         now: float,
     ) -> None:
-        """Let a new id continue a just-vanished track's side and counts."""
-        if self.ids.size == 0 or self.rule.switch_window_s <= 0:
+        """New rows (from ``base``) continue the side of a just-vanished track.
+
+        The new id inherits the side and last crossing of the vanished track whose
+        box, moved on at its last velocity, overlaps the new box best (IoU ≥
+        :data:`LINK_IOU`). The vanished track's row stays: if it shows up again it
+        was a different object, and double counts are caught by
+        :meth:`_switch_suspects` instead.
+        """
+        if self.rule.switch_window_s <= 0 or base == 0:
             return
         assert self._line is not None
-        visible = np.zeros(self.ids.size, bool)
+        visible = np.zeros(base, bool)
         visible[rows[found]] = True
         cand = (
             ~visible
-            & (self.last_seen < now)
-            & (now - self.last_seen <= self.rule.switch_window_s)
+            & (self.last_seen[:base] < now)
+            & (now - self.last_seen[:base] <= self.rule.switch_window_s)
         )
         if not cand.any():
             return
-        for j in np.flatnonzero(~found):
-            d = np.hypot(self.ax - anchors[j, 0], self.ay - anchors[j, 1])
-            d = np.where(cand, d, math.inf)
-            i = int(np.argmin(d))
-            if d[i] > self._link_px:
+        ci = np.flatnonzero(cand)
+        gap = (now - self.last_seen[ci])[:, None]
+        shift = np.stack([self.vx[ci], self.vy[ci]] * 2, axis=1) * gap
+        predicted = self.box[ci] + shift
+        new_rows = np.arange(base, self.ids.size)
+        overlap = box_iou(self.box[new_rows], predicted)  # (new, candidates)
+        sides = self._line.side_of(self.ids[ci])
+        for k, r in enumerate(new_rows):
+            m = int(np.argmax(overlap[k]))
+            if overlap[k, m] < LINK_IOU:
                 continue
-            old, new = int(self.ids[i]), int(tids[j])
-            side = self._line.side_of([old])
-            self._line.forget([old])
-            self._line.set_sides([new], side)
-            self.ids[i] = new
-            self.gone[i] = False
-            cand[i] = False
+            i = int(ci[m])
+            log.debug(
+                "vehicle_flow %s: track %d continues vanished track %d",
+                self.rule.id,
+                int(self.ids[r]),
+                int(self.ids[i]),
+            )
+            self._line.set_sides([self.ids[r]], [sides[m]])
+            self.last_dir[r] = self.last_dir[i]
+            self.last_flip[r] = self.last_flip[i]
+            overlap[:, m] = 0.0
 
-    def _switch_duplicate(
-        self,
-        tid: int,
-        direction: str,
-        pt: tuple[float, float],
-        visible: npt.NDArray[np.bool_],
-    ) -> bool:
-        vis_ids = set(self.ids[visible].tolist())
-        for c in self.recent:
-            if (
-                c.direction == direction
-                and c.tracker_id != tid
-                and c.tracker_id not in vis_ids
-                and math.hypot(c.point[0] - pt[0], c.point[1] - pt[1]) <= self._link_px
-            ):
-                return True
-        return False
+    def _switch_suspects(self, c: Crossing, vis_ids: set[int]) -> frozenset[int]:
+        """Earlier crossers this crossing may duplicate after an id switch.
+
+        A suspect crossed in the same direction within ``switch_window_s``, is not
+        visible now, was last seen before the crossing track was first seen (an id
+        switch replaces a track, it does not run beside it), and its crossing box
+        overlaps this one (IoU ≥ :data:`LINK_IOU`).
+        """
+        prior = [
+            r
+            for r in self.recent
+            if r.direction == c.direction
+            and r.tracker_id != c.tracker_id
+            and r.tracker_id not in vis_ids
+        ]
+        if not prior:
+            return frozenset()
+        ids = np.array([r.tracker_id for r in prior], np.int64)
+        rows, found = lookup_rows(self.ids, ids)
+        last = np.where(found, self.last_seen[rows], [r.mono for r in prior])
+        me, me_found = lookup_rows(self.ids, np.array([c.tracker_id], np.int64))
+        born = float(self.first_seen[me[0]]) if me_found[0] else c.mono
+        ious = box_iou(np.array([c.bbox]), np.array([r.bbox for r in prior]))[0]
+        hit = (ious >= LINK_IOU) & (last < born)
+        return frozenset(int(t) for t in ids[hit])
+
+    def _release(self, crossing: Crossing, cid: int) -> list[Event]:
+        """Count a crossing; a wrong-way event when it breaks ``one_way``."""
+        self.crossings.append(crossing)
+        self.recent.append(crossing)
+        if (
+            self.rule.one_way is not None
+            and crossing.direction != self.rule.one_way
+            and cid in self.wrong_way_ids
+        ):
+            return [self._wrong_way(crossing)]
+        return []
 
     def _bucket_message(self, ts: float, state: EventState) -> Event:
         assert self.bucket_start is not None and self.event_id is not None
