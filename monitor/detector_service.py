@@ -269,15 +269,9 @@ class RemoteDetector:
 
     def _buf(self) -> memoryview:
         if self._shm is None:
-            # Attach only: the service owns the segment (avoid the resource tracker
-            # unlinking it when this process exits).
+            # Attach only. The spawned worker shares the parent's resource tracker,
+            # which keeps one entry per name: the service owner unlinks it on stop.
             self._shm = SharedMemory(name=self._shm_name)
-            try:  # Python < 3.13 has no track=False
-                from multiprocessing import resource_tracker
-
-                resource_tracker.unregister(self._shm._name, "shared_memory")  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001 - best effort
-                pass
         return self._shm.buf
 
     def detect(self, image: npt.NDArray[np.uint8]) -> Detections:

@@ -45,7 +45,9 @@ CONFIG = ROOT / "config" / "campus.example.yaml"
 STRATEGIES = ("full", "motion", "regions")
 
 
-def _camera(app: AppConfig, cam_id: str, mode: str, url: str | None = None, **src: Any) -> CameraConfig:
+def _camera(
+    app: AppConfig, cam_id: str, mode: str, url: str | None = None, **src: Any
+) -> CameraConfig:
     cam = app.camera(cam_id)
     upd: dict[str, Any] = {"gating": cam.gating.model_copy(update={"mode": mode})}
     if url is not None:
@@ -72,14 +74,21 @@ def accuracy(app: AppConfig) -> list[dict[str, Any]]:
 
     det = load_detector(app.detector)
     rows = []
-    for cam_id, video in (("road", "road_traffic.mp4"), ("concourse", "concourse_people.avi")):
+    for cam_id, video in (
+        ("road", "road_traffic.mp4"),
+        ("concourse", "concourse_people.avi"),
+    ):
         path = SHARED / "data" / "videos" / video
         for mode in STRATEGIES:
             cam = _camera(app, cam_id, mode, str(path), loop=False, realtime=False)
             sink = _ListSink()
-            parts = build_parts(app, cam, sink, replay=True, evidence=False, detector=det)
+            parts = build_parts(
+                app, cam, sink, replay=True, evidence=False, detector=det
+            )
             t0 = time.perf_counter()
-            stats = run_camera(cam, parts, threading.Event(), replay=True, heartbeat_s=1e9)
+            stats = run_camera(
+                cam, parts, threading.Event(), replay=True, heartbeat_s=1e9
+            )
             wall = time.perf_counter() - t0
             parts.close()
             flows = [e for e in sink.events if e.kind == "vehicle_flow"]
@@ -125,7 +134,11 @@ def print_accuracy(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         b = base[r["video"]]
         tot, btot = r["in"] + r["out"], b["in"] + b["out"]
-        delta = f"{tot - btot:+d} ({(tot - btot) / btot:+.0%})" if btot else f"{tot - btot:+d}"
+        delta = (
+            f"{tot - btot:+d} ({(tot - btot) / btot:+.0%})"
+            if btot
+            else f"{tot - btot:+d}"
+        )
         print(
             f"| {r['video']} | {r['strategy']} | {r['frames']} | {r['calls_per_frame']:.2f} | "
             f"{r['in']} | {r['out']} | {delta} | {r['loitering_events']} | "
@@ -155,12 +168,11 @@ def _live_worker(
     sink = _ListSink()
     parts = build_parts(app, cam, sink, evidence=False, detector=detector)
     lat: list[float] = []
-    t_first: list[float] = []
+    t_seen: list[float] = []
 
     def observe(frame: Any, events: Any) -> None:
         now = time.time()
-        if not t_first:
-            t_first.append(now)
+        t_seen.append(now)
         lat.append(now - frame.ts)
 
     stop = threading.Event()
@@ -168,12 +180,13 @@ def _live_worker(
     stats = run_camera(cam, parts, stop, heartbeat_s=1e9, observer=observe)
     src = parts.source.stats()
     parts.close()
-    span = max(time.time() - (t_first[0] if t_first else time.time()), 1e-6)
+    # Rate between the first and last processed frame (connect/close time excluded).
+    span = max(t_seen[-1] - t_seen[0], 1e-6) if len(t_seen) > 1 else float("inf")
     out_q.put(
         {
             "camera": cam.id,
             "frames": stats.frames,
-            "fps": stats.frames / span,
+            "fps": (stats.frames - 1) / span if stats.frames > 1 else 0.0,
             "detector_calls": stats.detector_calls,
             "dropped": src.frames_dropped,
             "lat": lat,
@@ -183,19 +196,33 @@ def _live_worker(
 
 
 def _rtsp_urls(n: int, videos: list[Path]) -> tuple[list[str], Any]:
-    """Start the project's loopback RTSP server for ``n`` looping streams if possible."""
+    """Serve each video once over the project's loopback RTSP server; cameras that
+    replay the same video share its stream (one encoder per video, not per camera,
+    so the server's H.264 encoding does not eat the cores being measured)."""
     try:
-        from monitor.rtsp_server import RtspTestServer  # type: ignore[import-not-found]
+        from monitor.rtsp_server import RtspServer
     except ImportError:
         return [], None
-    server = RtspTestServer()
-    urls = [server.add_stream(f"cam{i}", videos[i % len(videos)], loop=True) for i in range(n)]
-    server.start()
-    return urls, server
+    server = RtspServer()
+    k = min(n, len(videos))
+    paths = [server.add_stream(f"v{i}", videos[i], loop=True) for i in range(k)]
+    try:
+        server.start()
+    except Exception as exc:  # noqa: BLE001 - fall back to file sources
+        print(
+            f"RTSP server unavailable ({exc}); using real-time file sources",
+            file=sys.stderr,
+        )
+        return [], None
+    return [paths[i % k] for i in range(n)], server
 
 
 def capacity(
-    app_path: str, cameras: list[int], duration_s: float, fps: float, strategies: list[str]
+    app_path: str,
+    cameras: list[int],
+    duration_s: float,
+    fps: float,
+    strategies: list[str],
 ) -> list[dict[str, Any]]:
     """Run N live cameras per strategy; stop growing N once the rate is not held."""
     import psutil
@@ -203,7 +230,15 @@ def capacity(
     from monitor.detector_service import DetectorService
 
     app = load_config(app_path)
-    videos = [SHARED / "data" / "videos" / v for v in ("road_traffic.mp4", "concourse_people.avi", "bridge_traffic.mp4", "indoor_person.mp4")]
+    videos = [
+        SHARED / "data" / "videos" / v
+        for v in (
+            "road_traffic.mp4",
+            "concourse_people.avi",
+            "bridge_traffic.mp4",
+            "indoor_person.mp4",
+        )
+    ]
     rows = []
     ctx = mp.get_context("spawn")
     for strat in strategies:
@@ -214,20 +249,25 @@ def capacity(
             service = None
             if shared:
                 service = DetectorService(
-                    app.detector.model_copy(update={"threads": os.cpu_count() or 2}), n, max_batch=4
+                    app.detector.model_copy(update={"threads": os.cpu_count() or 2}),
+                    n,
+                    max_batch=4,
                 )
                 service.start()
             q = ctx.Queue()
             procs = []
             for i in range(n):
                 base = ("road", "concourse")[i % 2]
-                url = urls[i] if urls else str(videos[i % 2])
+                url = urls[i] if urls else str(videos[i % len(videos)])
                 src = {} if urls else {"loop": True, "realtime": True}
                 cam = _camera(app, base, mode, url, **src).model_copy(
                     update={"id": f"cam{i}", "detect_fps": fps}
                 )
                 det = service.client(i) if service else None
-                p = ctx.Process(target=_live_worker, args=(app_path, cam.model_dump_json(), det, duration_s, q))
+                p = ctx.Process(
+                    target=_live_worker,
+                    args=(app_path, cam.model_dump_json(), det, duration_s, q),
+                )
                 p.start()
                 procs.append(p)
             ps = [psutil.Process(p.pid) for p in procs]
@@ -255,7 +295,7 @@ def capacity(
             if service is not None:
                 service.stop()
             if server is not None:
-                server.stop()
+                server.close()
             lat = sorted(x for r in results for x in r["lat"][5:])  # skip warm-up
             fpss = sorted(r["fps"] for r in results) or [0.0]
             calls = sum(r["detector_calls"] for r in results)
@@ -270,9 +310,13 @@ def capacity(
                     "held": held,
                     "detector_calls_s": calls / duration_s,
                     "dropped": sum(r["dropped"] for r in results),
-                    "cpu_pct": statistics.median(cpu[1:]) if len(cpu) > 1 else float("nan"),
+                    "cpu_pct": statistics.median(cpu[1:])
+                    if len(cpu) > 1
+                    else float("nan"),
                     "rss_mb": max(rss) if rss else float("nan"),
-                    "p95_ms": 1000 * lat[int(0.95 * (len(lat) - 1))] if lat else float("nan"),
+                    "p95_ms": 1000 * lat[int(0.95 * (len(lat) - 1))]
+                    if lat
+                    else float("nan"),
                 }
             )
             print_capacity(rows[-1:], header=len(rows) == 1, fps=fps)
@@ -281,7 +325,9 @@ def capacity(
     return rows
 
 
-def print_capacity(rows: list[dict[str, Any]], header: bool = True, fps: float = 5.0) -> None:
+def print_capacity(
+    rows: list[dict[str, Any]], header: bool = True, fps: float = 5.0
+) -> None:
     if header:
         print(f"\n## Capacity on this box (target {fps:g} detections/s per camera)\n")
         print("| strategy | transport | cameras | fps min / median | held | detector calls/s | "
@@ -298,7 +344,9 @@ def print_capacity(rows: list[dict[str, Any]], header: bool = True, fps: float =
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--part", choices=["accuracy", "capacity", "all"], default="all")
     ap.add_argument("--config", default=str(CONFIG))
     ap.add_argument("--cameras", default="1,2,4,8,16")
