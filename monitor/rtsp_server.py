@@ -61,6 +61,12 @@ class _RtpSink(asyncio.DatagramProtocol):
         self.stream.relay(self.channel, data)
 
 
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def _starts_sps(rtp: bytes) -> bool:
     """Whether an H.264 RTP packet (RFC 6184) starts with a sequence parameter set."""
     if len(rtp) < 14:
@@ -94,9 +100,12 @@ class _Stream:
     # never sees slices before the parameter sets (no "non-existing PPS" noise).
     pending: set[asyncio.StreamWriter] = field(default_factory=set)
     packets: int = 0
+    paused: bool = False
 
     def relay(self, channel: int, data: bytes) -> None:
         self.packets += 1
+        if self.paused:
+            return
         if self.pending and channel == 0 and _starts_sps(data):
             self.clients |= self.pending
             self.pending.clear()
@@ -134,7 +143,9 @@ class RtspServer:
         mode: Mode = "normal",
     ) -> None:
         self.host = host
-        self.port = port
+        # Fix the port now so that URLs handed out before start() stay valid, and
+        # stop()/start() come back on the same port like a rebooted camera.
+        self.port = port or _free_port(host)
         self.credentials = credentials
         self.mode: Mode = mode
         self._streams: dict[str, _Stream] = {}
@@ -223,6 +234,10 @@ class RtspServer:
         s.packets = 0
         self._call(self._start_stream(s), timeout_s)
         self.wait_streaming(timeout_s)
+
+    def pause(self, path: str, paused: bool = True) -> None:
+        """Stop (or resume) relaying packets; connections stay open (a stall)."""
+        self._streams[path.strip("/")].paused = paused
 
     def stop(self) -> None:
         """Close the listening socket, cut every client and stop the encoders."""

@@ -29,8 +29,14 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-import cv2
-import numpy as np
+# FFmpeg and OpenCV write their own messages straight to stderr, outside Python
+# logging and therefore outside redaction, and they say less than our diagnosis does.
+# Quiet by default (set before cv2 loads; operators may override for debugging).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 from config.schema import CameraConfig, SourceConfig
 from monitor.secrets import redact, split_credentials
@@ -209,8 +215,13 @@ def diagnose_rtsp(url: str, timeout_s: float = 3.0) -> str:
         head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1", "replace")
         lines = head.split("\r\n")
         status = lines[0].split(" ")
+        if not data:
+            raise EOFError
         if len(status) < 2 or not status[0].startswith("RTSP/"):
-            raise ValueError("not RTSP")
+            first = lines[0][:40]
+            raise ValueError(
+                f"answered {first!r}" if first.isprintable() else "binary garbage"
+            )
         hdrs = {}
         for ln in lines[1:]:
             if ":" in ln:
@@ -245,8 +256,10 @@ def diagnose_rtsp(url: str, timeout_s: float = 3.0) -> str:
                 code, hdrs = describe(auth, 2)
     except TimeoutError:
         return f"RTSP server {where} accepted the connection but did not answer"
-    except (ValueError, IndexError, UnicodeError):
-        return f"peer at {where} does not speak RTSP (garbage reply)"
+    except EOFError:
+        return f"peer at {where} closed the connection without an RTSP answer"
+    except (ValueError, IndexError, UnicodeError) as exc:
+        return f"peer at {where} does not speak RTSP ({exc})"
     except OSError as exc:
         return f"connection to {where} failed ({exc.strerror or exc})"
     if code == 401:
@@ -466,7 +479,9 @@ class LiveSource:
             n = len(self._arrivals)
             fps = 0.0
             if n >= 2:
-                fps = (n - 1) / max(self._arrivals[-1] - self._arrivals[0], 1e-6)
+                # Span up to now, not to the last frame: the rate decays to 0 when
+                # frames stop instead of freezing at its last value.
+                fps = (n - 1) / max(now - self._arrivals[0], 1e-6)
             return SourceStats(
                 state=self._state,
                 frames_in=self._frames_in,
