@@ -255,7 +255,7 @@ def run_camera(
         stats.frames += 1
         rate_out.tick(time.monotonic())
         try:
-            events = _process_frame(camera, parts, frame, stats)
+            events = _process_frame(camera, parts, frame, stats, model_sha256)
         except Exception:  # noqa: BLE001 - one bad frame must not kill the camera
             stats.frame_errors += 1
             log.exception("camera %s: error processing frame %d", camera.id, frame.seq)
@@ -278,7 +278,11 @@ def run_camera(
 
 
 def _process_frame(
-    camera: CameraConfig, parts: WorkerParts, frame: Frame, stats: WorkerStats
+    camera: CameraConfig,
+    parts: WorkerParts,
+    frame: Frame,
+    stats: WorkerStats,
+    model_sha256: str = "",
 ) -> list[Event]:
     """Detect, track and apply rules to one frame; attach evidence to new events."""
     out: list[Event] = []
@@ -311,6 +315,9 @@ def _process_frame(
     removed = np.asarray(parts.tracker.removed_ids, dtype=np.int64)
     for pipeline in parts.pipelines:
         for ev in pipeline.update(frame, tracked, removed):
+            if model_sha256:
+                # Stamped before evidence: the clip re-send carries it too.
+                ev = ev.model_copy(update={"model_sha256": model_sha256})
             if (
                 parts.evidence is not None
                 and ev.kind in _EVIDENCE_KINDS

@@ -1,0 +1,243 @@
+"""The camera loop (`run_camera`) as a table over frames.
+
+The tracker, rules, evidence recorder and gate are the real ones. The source and the
+detector are scripted from a table (the real ones are tested in their own modules and
+end to end in tests/integration), so each row states exactly what the camera saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from config.schema import CameraConfig, EvidenceConfig
+from config.tracker import TrackerConfig
+from monitor.events import CameraHeartbeat, Event, EventKind, EventState
+from monitor.evidence import EvidenceRecorder
+from monitor.sources import SourceStats
+from monitor.tracker import Tracker
+from monitor.types import Detections, Frame
+from monitor.worker import WorkerParts, run_camera
+from pipelines.factory import build_pipelines
+
+W, H = 320, 240
+T0 = 1_800_000_000.0  # a fixed wall clock: the schedule in force never depends on "now"
+
+
+@dataclass
+class Row:
+    """One table row: what the source and detector produce at time ``t``."""
+
+    t: float
+    boxes: list[list[float]] | None  # None: the detector raises on this frame
+    state: str = "online"
+    frame: bool = True  # False: no frame arrived (read timed out)
+
+
+class ScriptedSource:
+    """A FrameSource that replays a table (states, frames) deterministically."""
+
+    camera_id = "cam"
+
+    def __init__(self, rows: list[Row]) -> None:
+        self.rows = list(rows)
+        self._stats = SourceStats(state="connecting")
+        self.current: Row | None = None
+        self.closed = False
+
+    @property
+    def ended(self) -> bool:
+        return not self.rows
+
+    def read(self, timeout_s: float) -> Frame | None:
+        if not self.rows:
+            self._stats = replace(self._stats, state="ended")
+            return None
+        row = self.rows.pop(0)
+        self.current = row
+        self._stats = replace(
+            self._stats,
+            state=row.state,
+            last_error="" if row.state == "online" else "gone",
+        )
+        if not row.frame:
+            return None
+        img = np.full((H, W, 3), 90, np.uint8)
+        return Frame("cam", int(row.t * 10), T0 + row.t, 1000.0 + row.t, img)
+
+    def stats(self) -> SourceStats:
+        return self._stats
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class ScriptedDetector:
+    """Returns the current row's person boxes (or raises for ``boxes=None``)."""
+
+    class_names = ("person", "bicycle", "car")
+    input_size = (416, 416)
+    model_sha256 = "ab" * 32
+
+    def __init__(self, source: ScriptedSource) -> None:
+        self.source = source
+
+    def detect(self, image: np.ndarray) -> Detections:
+        row = self.source.current
+        assert row is not None
+        if row.boxes is None:
+            raise RuntimeError("inference failed")
+        n = len(row.boxes)
+        return Detections(
+            xyxy=np.asarray(row.boxes, np.float32).reshape(n, 4),
+            confidence=np.full(n, 0.9),
+            class_id=np.zeros(n),
+        )
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
+        return [self.detect(i) for i in images]
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.heartbeats: list[CameraHeartbeat] = []
+
+    def publish(self, event: Event) -> None:
+        self.events.append(event)
+
+    def publish_heartbeat(self, hb: CameraHeartbeat) -> None:
+        self.heartbeats.append(hb)
+
+
+CAMERA = CameraConfig.model_validate(
+    {
+        "id": "cam",
+        "source": {"url": "/dev/null"},
+        "detect_fps": 5,
+        "gating": {"mode": "full"},
+        "evidence": {"pre_s": 1, "post_s": 1, "buffer_s": 4, "buffer_width": 160},
+        "zones": [{"id": "bench", "polygon": [[0.2, 0.2], [0.8, 0.2], [0.8, 0.9], [0.2, 0.9]]}],
+        "rules": {
+            "loitering": [
+                {"id": "loiter", "zone": "bench", "min_dwell_s": 2, "entry_s": 0.2,
+                 "grace_s": 0.6, "update_s": 1, "cooldown_s": 5}
+            ]
+        },
+    }
+)  # fmt: skip
+
+PERSON = [[140.0, 80.0, 180.0, 200.0]]  # bottom centre (160, 200): inside the zone
+
+
+def run(
+    rows: list[Row], tmp_path: Path, evidence: bool = True
+) -> tuple[ListSink, object]:
+    src = ScriptedSource(rows)
+    det = ScriptedDetector(src)
+    sink = ListSink()
+    parts = WorkerParts(
+        source=src,
+        detector=det,
+        tracker=Tracker(TrackerConfig(lost_buffer_s=0.5)),
+        pipelines=build_pipelines(CAMERA, det.class_names),
+        sink=sink,
+    )
+    if evidence:
+        parts.evidence = EvidenceRecorder("cam", CAMERA.evidence, tmp_path)
+    stats = run_camera(
+        CAMERA, parts, threading.Event(), replay=True, model_sha256=det.model_sha256
+    )
+    if parts.evidence is not None:
+        parts.evidence.close()
+        for ev in parts.evidence.poll():
+            sink.publish(ev)
+    return sink, stats
+
+
+def rows_between(
+    t0: float, t1: float, boxes: list[list[float]] | None, **kw: object
+) -> list[Row]:
+    return [Row(round(t, 3), boxes, **kw) for t in np.arange(t0, t1, 0.2)]  # type: ignore[arg-type]
+
+
+def test_loitering_start_update_end_with_evidence(tmp_path: Path) -> None:
+    """A person stands in the zone 4 s, then leaves: start (with snapshot and clip),
+    updates, end; every event stamped with the model hash."""
+    rows = rows_between(0, 4.0, PERSON) + rows_between(4.0, 6.0, [])
+    sink, stats = run(rows, tmp_path)
+    loiter = [e for e in sink.events if e.kind is EventKind.LOITERING]
+    states = [e.state for e in loiter]
+    assert states[0] is EventState.START and EventState.END in states
+    assert EventState.UPDATE in states
+    assert len({e.event_id for e in loiter}) == 1
+    assert all(e.model_sha256 == "ab" * 32 for e in sink.events)
+    start = next(e for e in loiter if e.state is EventState.START and e.media)
+    snap = next(m for m in start.media if m.role == "snapshot")
+    data = (tmp_path / snap.path).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == snap.sha256 and data[:2] == b"\xff\xd8"
+    clips = [m for e in sink.events for m in e.media if m.role == "clip"]
+    assert len(clips) == 1 and (tmp_path / clips[0].path).stat().st_size > 0
+    assert stats.frames == len(rows) and stats.detector_errors == 0  # type: ignore[attr-defined]
+
+
+def test_detector_error_is_a_predict_only_step(tmp_path: Path) -> None:
+    """Regression guard: an exception in inference must not end the camera loop
+    nor break the dwell (the tracker coasts through the failed frame)."""
+    rows = (
+        rows_between(0, 1.4, PERSON) + [Row(1.4, None)] + rows_between(1.6, 3.2, PERSON)
+    )
+    sink, stats = run(rows, tmp_path, evidence=False)
+    assert stats.detector_errors == 1  # type: ignore[attr-defined]
+    assert stats.frames == len(rows)  # type: ignore[attr-defined]
+    starts = [e for e in sink.events if e.state is EventState.START]
+    assert len(starts) == 1 and starts[0].payload.tracker_id is not None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        (["online", "online", "offline", "offline", "online"], ["offline", "online"]),
+        (["connecting", "online", "online"], []),  # first connect is not news
+        (["online", "offline", "online", "offline"], ["offline", "online", "offline"]),
+    ],
+)
+def test_source_transitions_become_health_events(
+    states: list[str], expected: list[str], tmp_path: Path
+) -> None:
+    rows = [
+        Row(i * 0.2, [], state=s, frame=s == "online") for i, s in enumerate(states)
+    ]
+    sink, _ = run(rows, tmp_path, evidence=False)
+    health = [e for e in sink.events if e.kind is EventKind.CAMERA_HEALTH]
+    assert [e.payload.status for e in health] == expected  # type: ignore[union-attr]
+    assert all(e.state is EventState.INSTANT for e in health)
+
+
+def test_heartbeats_and_stop_state(tmp_path: Path) -> None:
+    sink, _ = run(rows_between(0, 1.0, []), tmp_path, evidence=False)
+    assert sink.heartbeats, "no heartbeat sent"
+    assert sink.heartbeats[-1].state.value == "stopped"
+    assert all(hb.camera_id == "cam" for hb in sink.heartbeats)
+
+
+def test_max_frames_and_stop_event(tmp_path: Path) -> None:
+    src = ScriptedSource(rows_between(0, 10, []))
+    det = ScriptedDetector(src)
+    parts = WorkerParts(
+        source=src, detector=det, tracker=Tracker(), pipelines=[], sink=ListSink()
+    )
+    stats = run_camera(CAMERA, parts, threading.Event(), replay=True, max_frames=7)
+    assert stats.frames == 7
+    stop = threading.Event()
+    stop.set()
+    assert run_camera(CAMERA, parts, stop, replay=True).frames == 0
+
+
+def test_evidence_config_bounds_apply() -> None:
+    assert EvidenceConfig(pre_s=0, post_s=0).clips is True
