@@ -386,6 +386,11 @@ class SupervisorConfig(StrictModel):
     restart_window_s: float = Field(300.0, gt=0, le=86400, description="Seconds")
     heartbeat_s: float = Field(2.0, gt=0, le=60, description="Seconds between beats")
     shutdown_timeout_s: float = Field(5.0, gt=0, le=60, description="Seconds")
+    shared_detector: bool = Field(
+        True,
+        description="Run one detector process for all cameras (batched, frames via "
+        "shared memory) instead of one ONNX session per worker",
+    )
 
 
 class AppConfig(StrictModel):

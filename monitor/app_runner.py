@@ -47,15 +47,18 @@ def run_all(
     """Run everything until SIGINT/SIGTERM (or ``duration_s``); return an exit code."""
     import redis
     import uvicorn
-    from api.main import create_app
 
+    from api.main import create_app
     from monitor.events import (
         CameraHealthPayload,
+        CameraHeartbeat,
+        CameraState,
         Event,
         EventKind,
         EventState,
         Severity,
         encode_event,
+        encode_heartbeat,
     )
     from monitor.supervisor import Supervisor
 
@@ -74,11 +77,21 @@ def run_all(
 
     ctx = mp.get_context("spawn")
     stop_event = ctx.Event()
+    cameras = [c.id for c in app.cameras if c.enabled]
+    service: Any = None
+    if app.supervisor.shared_detector and cameras:
+        from monitor.detector_service import DetectorService
+
+        service = DetectorService(app.detector, len(cameras))
+        info = service.start()
+        log.info("shared detector: %s (%s)", info.model_name, info.model_sha256[:12])
+    slots = {cid: i for i, cid in enumerate(cameras)}
 
     def factory(camera_id: str) -> Any:
+        det = service.client(slots[camera_id]) if service is not None else None
         return ctx.Process(
             target=camera_process_main,
-            args=(config_path, camera_id, stop_event),
+            args=(config_path, camera_id, stop_event, det),
             name=f"camera-{camera_id}",
         )
 
@@ -93,19 +106,30 @@ def run_all(
             started_at=now,
             payload=CameraHealthPayload(status="failed", message=message[:2000]),
         )
+        hb = CameraHeartbeat(
+            camera_id=camera_id,
+            state=CameraState.FAILED,
+            ts=now,
+            message=message[:2000],
+        )
         try:
             r.xadd(
                 app.redis.stream,
-                encode_event(ev),
+                encode_event(ev),  # type: ignore[arg-type]
                 maxlen=app.redis.maxlen,
                 approximate=True,
-            )  # type: ignore[arg-type]
+            )
+            r.xadd(
+                app.redis.heartbeat_stream,
+                encode_heartbeat(hb),  # type: ignore[arg-type]
+                maxlen=10_000,
+                approximate=True,
+            )
         except redis.RedisError:
             log.exception(
                 "could not publish the failure alert for camera %s", camera_id
             )
 
-    cameras = [c.id for c in app.cameras if c.enabled]
     sup = Supervisor(factory, cameras, app.supervisor, on_alert=on_alert)
     sup_stop = threading.Event()
     sup.start()
@@ -156,6 +180,8 @@ def run_all(
         sup_stop.set()
         sup.stop(app.supervisor.shutdown_timeout_s)
         sup_thread.join(timeout=2)
+        if service is not None:
+            service.stop()
         if embedded is not None:
             embedded.stop()
     return 0

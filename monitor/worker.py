@@ -410,11 +410,15 @@ def build_parts(
     return parts
 
 
-def camera_process_main(config_path: str, camera_id: str, stop_event: Any) -> None:
+def camera_process_main(
+    config_path: str, camera_id: str, stop_event: Any, detector: Any | None = None
+) -> None:
     """Process target: run one camera until ``stop_event`` or SIGTERM/SIGINT.
 
     The Redis URL comes from env ``HALLMONITOR_REDIS_URL`` (set by ``hallmonitor run``
     after it starts or finds the server), else from the config / ``REDIS_URL``.
+    ``detector`` is a client of the shared detector service, or None to load the
+    model in this process.
     """
     from config.loader import load_config
     from monitor.logs import setup_logging
@@ -455,7 +459,7 @@ def camera_process_main(config_path: str, camera_id: str, stop_event: Any) -> No
     )
     parts = None
     try:
-        parts = build_parts(app, camera, publisher)
+        parts = build_parts(app, camera, publisher, detector=detector)
         run_camera(
             camera,
             parts,
