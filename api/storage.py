@@ -47,7 +47,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ROLES = ("viewer", "officer", "admin")
-REVIEW_ACTIONS = {"acknowledge": "acknowledged", "dismiss": "dismissed", "escalate": "escalated"}
+REVIEW_ACTIONS = {
+    "acknowledge": "acknowledged",
+    "dismiss": "dismissed",
+    "escalate": "escalated",
+}
 WEAK_TOKENS = {"changeme", "change-me", "password", "admin", "secret", "token", "test"}
 
 _ev = EventRow.__table__
@@ -207,7 +211,7 @@ class EventStore:
         return self.apply_events([event]) > 0
 
     def apply_events(self, events: Iterable[Event]) -> int:
-        """Apply several event messages in ONE transaction.
+        """Apply several event messages in ONE transaction (bulk statements).
 
         Rules: one row per ``event_id``; state/payload/ts/ended_at/severity are
         replaced only by a higher revision; media refs are merged per (event, role)
@@ -216,15 +220,98 @@ class EventStore:
         Returns:
             Number of events that changed anything.
         """
-        changed = 0
+        evs = list(events)
+        if len(evs) == 1:
+            with self._write() as conn:
+                return self._apply(conn, evs[0], _now())
+        if not evs:
+            return 0
         now = _now()
+        # Highest revision per event wins inside the batch; media of all are merged.
+        latest: dict[uuid.UUID, Event] = {}
+        media: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
+        for ev in evs:
+            cur = latest.get(ev.event_id)
+            if cur is None or ev.revision > cur.revision:
+                latest[ev.event_id] = ev
+            for m in ev.media:
+                media.setdefault(
+                    (ev.event_id, m.role), {"event_id": ev.event_id, **m.model_dump()}
+                )
+        ids = list(latest)
+        changed: set[uuid.UUID] = set()
         with self._write() as conn:
-            for ev in events:
-                changed += self._apply(conn, ev, now)
-        return changed
+            existing: dict[uuid.UUID, int] = {}
+            have_media: set[tuple[uuid.UUID, str]] = set()
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                for r in conn.execute(
+                    sa.select(_ev.c.id, _ev.c.revision).where(_ev.c.id.in_(chunk))
+                ):
+                    existing[r.id] = r.revision
+                if media:
+                    for r in conn.execute(
+                        sa.select(_media.c.event_id, _media.c.role).where(
+                            _media.c.event_id.in_(chunk)
+                        )
+                    ):
+                        have_media.add((r.event_id, r.role))
+            new_rows = [
+                {
+                    "id": ev.event_id,
+                    "camera_id": ev.camera_id,
+                    "kind": str(ev.kind),
+                    "started_at": ev.started_at,
+                    "review_status": "new",
+                    "legal_hold": False,
+                    "received_at": now,
+                    **self._state(ev, now),
+                }
+                for eid, ev in latest.items()
+                if eid not in existing
+            ]
+            if new_rows:
+                conn.execute(
+                    self._insert(_ev).on_conflict_do_nothing(index_elements=["id"]),
+                    new_rows,
+                )
+                changed.update(r["id"] for r in new_rows)
+            upd_rows = [
+                {"b_id": eid, "b_rev": ev.revision, **self._state(ev, now)}
+                for eid, ev in latest.items()
+                if eid in existing and ev.revision > existing[eid]
+            ]
+            if upd_rows:
+                stmt = (
+                    sa.update(_ev)
+                    .where(
+                        _ev.c.id == sa.bindparam("b_id"),
+                        _ev.c.revision < sa.bindparam("b_rev"),
+                    )
+                    .values(
+                        {
+                            k: sa.bindparam(k)
+                            for k in upd_rows[0]
+                            if not k.startswith("b_")
+                        }
+                    )
+                )
+                conn.execute(stmt, upd_rows)
+                changed.update(r["b_id"] for r in upd_rows)
+            new_media = [m for k, m in media.items() if k not in have_media]
+            if new_media:
+                conn.execute(
+                    self._insert(_media).on_conflict_do_nothing(
+                        index_elements=["event_id", "role"]
+                    ),
+                    new_media,
+                )
+                changed.update(m["event_id"] for m in new_media)
+        return len(changed)
 
-    def _apply(self, conn: sa.Connection, ev: Event, now: dt.datetime) -> int:
-        state = {
+    @staticmethod
+    def _state(ev: Event, now: dt.datetime) -> dict[str, Any]:
+        return {
             "state": str(ev.state),
             "severity": str(ev.severity),
             "revision": ev.revision,
@@ -234,6 +321,9 @@ class EventStore:
             "payload": ev.payload.model_dump(mode="json"),
             "updated_at": now,
         }
+
+    def _apply(self, conn: sa.Connection, ev: Event, now: dt.datetime) -> int:
+        state = self._state(ev, now)
         ins = (
             self._insert(_ev)
             .values(
@@ -301,7 +391,9 @@ class EventStore:
     def count_events(self) -> int:
         """Number of event rows."""
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(_ev)).scalar_one())
+            return int(
+                conn.execute(sa.select(sa.func.count()).select_from(_ev)).scalar_one()
+            )
 
     def list_events(
         self,
@@ -335,7 +427,9 @@ class EventStore:
             q = q.where(_ev.c.ts < flt.until)
         if cursor:
             cts, cid = _decode_cursor(cursor)
-            q = q.where(sa.or_(_ev.c.ts < cts, sa.and_(_ev.c.ts == cts, _ev.c.id > cid)))
+            q = q.where(
+                sa.or_(_ev.c.ts < cts, sa.and_(_ev.c.ts == cts, _ev.c.id > cid))
+            )
         q = q.order_by(_ev.c.ts.desc(), _ev.c.id.asc()).limit(limit + 1)
         if offset and not cursor:
             q = q.offset(offset)
@@ -355,7 +449,9 @@ class EventStore:
                 return None
             out = dict(row._mapping)
             media = conn.execute(
-                sa.select(_media).where(_media.c.event_id == event_id).order_by(_media.c.role)
+                sa.select(_media)
+                .where(_media.c.event_id == event_id)
+                .order_by(_media.c.role)
             )
             out["media"] = [dict(m._mapping) for m in media]
         return out
@@ -364,7 +460,9 @@ class EventStore:
         """The media row of ``role`` for an event, or None."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(_media).where(_media.c.event_id == event_id, _media.c.role == role)
+                sa.select(_media).where(
+                    _media.c.event_id == event_id, _media.c.role == role
+                )
             ).first()
         return None if row is None else dict(row._mapping)
 
@@ -498,7 +596,9 @@ class EventStore:
             StoreError: unknown role, empty name/scope, or the name exists.
         """
         if role not in ROLES:
-            raise StoreError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+            raise StoreError(
+                f"unknown role {role!r}: expected one of {', '.join(ROLES)}"
+            )
         if not name or len(name) > 100:
             raise StoreError("user name must be 1-100 characters")
         cams = list(dict.fromkeys(cameras))
@@ -541,7 +641,12 @@ class EventStore:
             conn.execute(
                 ins.on_conflict_do_update(
                     index_elements=["name"],
-                    set_={"token_hash": h, "role": "admin", "cameras": ["*"], "disabled": False},
+                    set_={
+                        "token_hash": h,
+                        "role": "admin",
+                        "cameras": ["*"],
+                        "disabled": False,
+                    },
                 )
             )
 
@@ -584,4 +689,6 @@ class EventStore:
         if user:
             q = q.where(_audit.c.user_name == user)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q.limit(limit).offset(offset))]
+            return [
+                dict(r._mapping) for r in conn.execute(q.limit(limit).offset(offset))
+            ]
