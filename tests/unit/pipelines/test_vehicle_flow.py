@@ -24,8 +24,8 @@ DT = 0.2
 
 
 def path(tid, ys, x=50, cls=CAR):
-    """One object per frame along ``ys`` (anchor y per frame)."""
-    return [[(tid, x, y, cls)] for y in ys]
+    """One object per frame along ``ys`` (anchor y per frame; None: not seen)."""
+    return [[] if y is None else [(tid, x, y, cls)] for y in ys]
 
 
 def together(*paths):
@@ -106,6 +106,26 @@ CASES = [
         "a new id near an old one long gone is a new vehicle",
         LINE,
         path(1, DOWN) + [[]] * 20 + path(2, DOWN),
+        {"car": 2},
+        {},
+    ),
+    (
+        # Regression: the id-switch check dropped the second of two pedestrians
+        # walking the same path while the first was occluded (TUD-Campus bench).
+        "a follower crossing where an occluded leader crossed still counts",
+        LINE,
+        together(path(1, DOWN + [None] * 20), path(2, [22] * 8 + DOWN)),
+        {"car": 2},
+        {},
+    ),
+    (
+        "a suspected duplicate is counted once the earlier track reappears",
+        LINE,
+        path(1, [30, 38, 46, 54, 60])
+        + [[]]
+        + path(2, [44, 56, 64])
+        + [[]] * 3
+        + together(path(1, [70]), path(2, [70])),
         {"car": 2},
         {},
     ),
