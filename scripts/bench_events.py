@@ -42,7 +42,7 @@ import motdata  # noqa: E402
 from config.base import COCO_CLASSES  # noqa: E402
 from config.rules import LoiteringRuleConfig, VehicleFlowRuleConfig  # noqa: E402
 from config.schema import LineConfig, ZoneConfig  # noqa: E402
-from monitor.events import EventKind, EventState  # noqa: E402
+from monitor.events import EventState  # noqa: E402
 from monitor.types import Detections, Frame  # noqa: E402
 from monitor.zones import LineZone  # noqa: E402
 from pipelines.loitering import LoiteringPipeline  # noqa: E402
@@ -130,7 +130,9 @@ def run_loitering(seq, frames_dets, zones, removed_per_frame):
                 s["f1"] = min(f, n)
                 if ev.state is EventState.END:
                     # The event covers the visit up to its last in-zone frame.
-                    s["f1"] = min(n, int(round((ev.ended_at.timestamp() - TS0) * info.fps)))
+                    s["f1"] = min(
+                        n, int(round((ev.ended_at.timestamp() - TS0) * info.fps))
+                    )
     return list(spans.values())
 
 
@@ -236,7 +238,9 @@ def mot_part(seeds: list[int]) -> None:
     from monitor.tracker import Tracker
 
     print("## Loitering events (MOT ground truth)\n")
-    print("| sequence | level | seeds | true events | predicted | TP | precision | recall |")
+    print(
+        "| sequence | level | seeds | true events | predicted | TP | precision | recall |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     count_rows = []
     agg: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
@@ -265,7 +269,9 @@ def mot_part(seeds: list[int]) -> None:
                 tracker = Tracker()
                 tracked, removed = [], []
                 for f in range(1, n + 1):
-                    out = tracker.update(motdata.as_detections(raw[f]), 1000.0 + f / info.fps)
+                    out = tracker.update(
+                        motdata.as_detections(raw[f]), 1000.0 + f / info.fps
+                    )
                     tracked.append(out)
                     removed.append(np.asarray(tracker.removed_ids, np.int64))
                 pred_ev = run_loitering(seq, tracked, MOT_ZONES[seq], removed)
@@ -297,7 +303,9 @@ def mot_part(seeds: list[int]) -> None:
             f"{tp / max(npred, 1):.2f} | {tp / max(ntrue, 1):.2f} |"
         )
     print("\n## Line counts (MOT ground truth, person, summed over seeds)\n")
-    print("| sequence | level | line | true in | pred in | true out | pred out | abs err | rel err |")
+    print(
+        "| sequence | level | line | true in | pred in | true out | pred out | abs err | rel err |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     tot: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for seq, level, lid, ti, pi, to, po in count_rows:
@@ -305,7 +313,9 @@ def mot_part(seeds: list[int]) -> None:
         tot[level][0] += err
         tot[level][1] += ti + to
         rel = err / (ti + to) if ti + to else float("nan")
-        print(f"| {seq} | {level} | {lid} | {ti} | {pi} | {to} | {po} | {err} | {rel:.1%} |")
+        print(
+            f"| {seq} | {level} | {lid} | {ti} | {pi} | {to} | {po} | {err} | {rel:.1%} |"
+        )
     for level, (err, true) in tot.items():
         print(f"| **all** | {level} | | | | | | {err} | {err / max(true, 1):.1%} |")
 
@@ -326,7 +336,7 @@ HAND_COUNTS: dict[str, tuple[int, int]] = {
 }
 
 
-def video_part() -> None:
+def video_part(verbose: bool = False) -> None:
     import cv2
 
     from config.detector import DetectorConfig
@@ -334,7 +344,9 @@ def video_part() -> None:
     from monitor.tracker import Tracker
 
     print("\n## Real videos: vehicle line counts vs hand counts\n")
-    print("| video | frames | hand in | pipeline in | hand out | pipeline out | abs err | rel err | s |")
+    print(
+        "| video | frames | hand in | pipeline in | hand out | pipeline out | abs err | rel err | s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     det = load_detector(DetectorConfig(models_dir=str(SHARED / "models")))
     vehicles = ("car", "bus", "truck", "motorcycle")
@@ -366,6 +378,10 @@ def video_part() -> None:
             for c in flow.crossings:
                 c_in += c.direction == "in"
                 c_out += c.direction == "out"
+                if verbose:
+                    print(
+                        f"  {name} frame {n}: {c.class_name} {c.tracker_id} {c.direction}"
+                    )
         secs = time.perf_counter() - t0
         h_in, h_out = HAND_COUNTS.get(name, (-1, -1))
         err = abs(c_in - h_in) + abs(c_out - h_out)
@@ -381,11 +397,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--skip-video", action="store_true")
     ap.add_argument("--skip-mot", action="store_true")
+    ap.add_argument("--verbose", action="store_true", help="list video crossings")
     args = ap.parse_args()
     if not args.skip_mot:
         mot_part(args.seeds)
     if not args.skip_video:
-        video_part()
+        video_part(args.verbose)
 
 
 if __name__ == "__main__":
