@@ -325,7 +325,7 @@ class ReplaySource:
         self.sample_fps = sample_fps
         self.loop = loop
         self._period = 1.0 / sample_fps if sample_fps else 0.0
-        self._next_t = 0.0
+        self._next_t: float | None = None  # sampling grid starts at the first frame
         self._index = -1  # decoded frame index of the last grab
         self._offset = 0.0  # video seconds added per completed loop
         self._loop_start = 0  # decoded index of the current loop's first frame
@@ -359,6 +359,8 @@ class ReplaySource:
             if t <= self._last_t:  # broken timestamps: keep time moving forward
                 t = self._last_t + 1.0 / self.native_fps
             self._last_t = t
+            if self._next_t is None:
+                self._next_t = t
             if self._period and t + 1e-6 < self._next_t:
                 continue  # skipped frame: grabbed, never decoded to BGR
             ok, image = self._cap.retrieve()

@@ -1,0 +1,203 @@
+"""Video file sources: deterministic replay and live (reader thread) playback."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from config.schema import CameraConfig
+from monitor.sources import ReplaySource, SourceError, open_source
+from tests.conftest import require_shared
+
+
+def _cam(path: str, **source) -> CameraConfig:
+    return CameraConfig(id="c1", source={"url": str(path), **source})
+
+
+def _replay(path, fps=5.0, **source) -> list:
+    src = open_source(_cam(path, **source), str(path), replay=True, sample_fps=fps)
+    out = []
+    while (f := src.read(0)) is not None:
+        out.append(f)
+        if len(out) > 2000:
+            break
+    return out, src
+
+
+@pytest.mark.parametrize(
+    ("name", "fps", "n", "step", "seconds"),
+    [
+        # 25 fps file sampled at 5/s: every 5th frame, 0.2 video s apart
+        ("road_traffic.mp4", 5.0, 238, 5, 47.4),
+        ("road_traffic.mp4", 2.0, 96, 12.5, 47.5),
+        # header says 682 frames at 50 fps, 341 decode at 25 fps timestamps
+        ("concourse_people.avi", 5.0, 68, 5, 13.4),
+        ("bridge_traffic.mp4", 10.0, 48, 3, 4.7),
+    ],
+)
+def test_replay_samples_by_video_timestamp(name, fps, n, step, seconds) -> None:
+    frames, src = _replay(require_shared(f"data/videos/{name}"), fps)
+    assert len(frames) == n
+    seqs = np.array([f.seq for f in frames])
+    monos = np.array([f.mono for f in frames])
+    assert np.diff(seqs).mean() == pytest.approx(step, rel=0.02)
+    # Durations are video seconds, whatever the processing speed.
+    assert np.allclose(np.diff(monos), 1 / fps, atol=0.021)
+    assert monos[-1] - monos[0] == pytest.approx(seconds, abs=0.1)
+    assert np.allclose(np.diff([f.ts for f in frames]), np.diff(monos))
+    assert src.ended and src.stats().state == "ended"
+
+
+def test_replay_wrong_header_count_is_explained() -> None:
+    """Regression: concourse_people.avi announces 682 frames, 341 decode."""
+    frames, src = _replay(require_shared("data/videos/concourse_people.avi"), 5.0)
+    err = src.stats().last_error
+    assert "341 decodable frames" in err and "682" in err
+    assert frames[-1].seq == 335  # every 5th of 341 decoded frames
+
+
+def test_replay_is_deterministic() -> None:
+    path = require_shared("data/videos/indoor_person.mp4")
+    a, _ = _replay(path, 5.0)
+    b, _ = _replay(path, 5.0)
+    assert [f.seq for f in a] == [f.seq for f in b]
+    assert all(
+        np.array_equal(x.image, y.image) for x, y in zip(a[::7], b[::7], strict=True)
+    )
+
+
+def test_replay_loop_keeps_time_increasing() -> None:
+    path = require_shared("data/videos/bridge_traffic.mp4")
+    src = ReplaySource("c1", str(path), sample_fps=5.0, loop=True)
+    frames = [src.read() for _ in range(60)]  # 144 frames at 30 fps = 4.8 s/loop
+    monos = np.array([f.mono for f in frames])
+    assert np.all(np.diff(monos) > 0.15) and np.all(np.diff(monos) < 0.25)
+    assert not src.ended
+    assert monos[-1] - monos[0] == pytest.approx(59 * 0.2, abs=0.25)
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory) -> dict[str, Path]:
+    """Truncated, garbage and empty files, and a stream changing resolution."""
+    import imageio_ffmpeg
+
+    ff = imageio_ffmpeg.get_ffmpeg_exe()
+    road = require_shared("data/videos/road_traffic.mp4")
+    d = tmp_path_factory.mktemp("broken")
+    out = {"garbage": d / "garbage.mp4", "empty": d / "empty.mp4"}
+    out["garbage"].write_bytes(np.random.default_rng(0).bytes(200_000))
+    out["empty"].write_bytes(b"")
+    # moov atom at the end: a cut file keeps its index only if it was faststart
+    out["cut_tail"] = d / "cut_tail.mp4"
+    out["cut_tail"].write_bytes(road.read_bytes()[:700_000])
+    fs = d / "fs.mp4"
+    enc = [ff, "-v", "error", "-y", "-i", str(road), "-t", "2", "-c:v", "libx264",
+           "-preset", "ultrafast"]  # fmt: skip
+    subprocess.run([*enc, "-movflags", "+faststart", str(fs)], check=True)
+    out["cut_faststart"] = d / "cut_fs.mp4"
+    out["cut_faststart"].write_bytes(fs.read_bytes()[: fs.stat().st_size // 2])
+    a, b = d / "a.ts", d / "b.ts"
+    subprocess.run([*enc[:-4], "-t", "1", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-f", "mpegts", str(a)], check=True)  # fmt: skip
+    subprocess.run([*enc[:-4], "-t", "1", "-vf", "scale=320:180", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-f", "mpegts", str(b)], check=True)  # fmt: skip
+    out["res_change"] = d / "res_change.ts"
+    out["res_change"].write_bytes(a.read_bytes() + b.read_bytes())
+    return out
+
+
+@pytest.mark.parametrize(
+    ("which", "expect"),
+    [
+        ("garbage", "cannot be decoded"),
+        ("empty", "is empty"),
+        ("missing", "does not exist"),
+    ],
+)
+def test_replay_unreadable_file_raises_clear_error(broken, which, expect) -> None:
+    path = broken.get(which, Path("/nonexistent/cam.mp4"))
+    with pytest.raises(SourceError, match=expect):
+        open_source(_cam(path), str(path), replay=True, sample_fps=5)
+
+
+@pytest.mark.parametrize("which", ["cut_tail", "cut_faststart"])
+def test_replay_truncated_file_ends_with_message(broken, which) -> None:
+    frames, src = _replay(broken[which], None)
+    assert 0 < len(frames)
+    assert src.ended
+    assert "truncated file or wrong header" in src.stats().last_error
+
+
+def test_resolution_change_in_file_does_not_break(broken) -> None:
+    """OpenCV's FFmpeg backend scales frames after a mid-stream resolution change
+    to the size it opened with: every frame keeps one shape, none is lost."""
+    frames, src = _replay(broken["res_change"], None)
+    assert len(frames) == 50
+    assert {f.image.shape for f in frames} == {(360, 640, 3)}
+
+
+def test_replay_refuses_network_source() -> None:
+    with pytest.raises(SourceError, match="replay needs a video file"):
+        open_source(_cam("rtsp://h/x"), "rtsp://h/x", replay=True)
+
+
+# ----------------------------------------------------------------- live files
+def test_live_file_realtime_pacing_and_dropping() -> None:
+    """realtime=True plays at the native 25 fps; a 5/s consumer gets the newest
+    frame each time and the others are counted as dropped."""
+    path = require_shared("data/videos/road_traffic.mp4")
+    src = open_source(_cam(path, realtime=True, loop=True), str(path))
+    try:
+        got = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2.0:
+            time.sleep(0.2)
+            f = src.read(timeout_s=1.0)
+            if f is not None:
+                got.append(f)
+        s = src.stats()
+        assert s.state == "online"
+        assert 20 <= s.fps_in <= 30
+        assert 8 <= len(got) <= 11
+        assert s.frames_in - len(got) - 1 <= s.frames_dropped <= s.frames_in - len(got)
+        assert np.all(np.diff([f.seq for f in got]) >= 3)
+        assert time.time() - got[-1].ts < 0.5
+    finally:
+        src.close()
+
+
+def test_live_file_ends() -> None:
+    path = require_shared("data/videos/bridge_traffic.mp4")
+    src = open_source(_cam(path), str(path))
+    try:
+        t0 = time.monotonic()
+        while not src.ended and time.monotonic() - t0 < 20:
+            src.read(timeout_s=0.5)
+        s = src.stats()
+        assert src.ended and s.state == "ended"
+        assert s.frames_in == 144
+        assert src.read(timeout_s=0.1) is None
+    finally:
+        src.close()
+
+
+def test_live_missing_file_retries_with_backoff() -> None:
+    src = open_source(
+        _cam("/nonexistent/cam.mp4", backoff_initial_s=0.1, backoff_max_s=0.4),
+        "/nonexistent/cam.mp4",
+    )
+    try:
+        time.sleep(1.5)  # attempts at 0, 0.1, 0.3, 0.7, 1.1 s (capped at 0.4)
+        s = src.stats()
+        assert s.state == "offline"
+        assert "does not exist" in s.last_error
+        assert 3 <= s.reconnects_1h <= 5
+        assert src.read(timeout_s=0.1) is None and not src.ended
+    finally:
+        t0 = time.monotonic()
+        src.close()
+        assert time.monotonic() - t0 < 2
