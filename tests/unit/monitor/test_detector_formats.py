@@ -326,9 +326,13 @@ def test_dynamic_input_size_from_config(tmp_path: Path) -> None:
         OnnxDetector(fixed, DetectorConfig(input_size=128))
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("input_batch", ["batch", 1, 2])
-def test_detect_batch_matches_single_frames(tmp_path: Path, input_batch: Any) -> None:
-    """Dynamic, fixed-1 and fixed-2 batch models give per-frame results in order."""
+def test_detect_batch_matches_single_frames(
+    tmp_path: Path, input_batch: Any, threads: int
+) -> None:
+    """Dynamic, fixed-1 and fixed-2 batch models give per-frame results in order,
+    run sequentially (1 thread) or as concurrent chunks (2, 3 threads)."""
     drift = np.zeros((3 * N64, 85), np.float32)
     drift[0, 0] = 20.0  # box moves right with brightness
     const = yolov5_rows(3 * N64, 80, [(20, 32, 10, 10, 0.9, 0, 0.9)])
@@ -339,7 +343,7 @@ def test_detect_batch_matches_single_frames(tmp_path: Path, input_batch: Any) ->
         input_shape=(input_batch, 3, 64, 64),
         output_shape=(input_batch, 3 * N64, 85),
     )
-    det = OnnxDetector(path, ALL)
+    det = OnnxDetector(path, DetectorConfig(classes=COCO_CLASSES, threads=threads))
     assert det.spec.batch == (None if input_batch == "batch" else input_batch)
     frames = [np.full((64, 64, 3), v, np.uint8) for v in (0 + 10, 128, 255)]
     frames.append(np.full((32, 96, 3), 200, np.uint8))
