@@ -36,7 +36,10 @@ def make_engine(url: str, *, busy_timeout_ms: int = 5000) -> sa.Engine:
     kw: dict[str, Any] = {"pool_pre_ping": True}
     if u.get_backend_name() == "sqlite":
         # The consumer thread and the API's worker threads share the engine.
-        kw["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
+        kw["connect_args"] = {
+            "check_same_thread": False,
+            "timeout": busy_timeout_ms / 1000,
+        }
         engine = sa.create_engine(u, **kw)
 
         @sa.event.listens_for(engine, "connect")

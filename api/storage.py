@@ -337,8 +337,10 @@ class EventStore:
                 **state,
             )
             .on_conflict_do_nothing(index_elements=["id"])
+            .returning(_ev.c.id)
         )
-        did = conn.execute(ins).rowcount > 0
+        # RETURNING, not rowcount: psycopg reports -1 for some statements.
+        did = conn.execute(ins).first() is not None
         if not did:
             # Only a newer revision may replace the stored state (redeliveries and
             # out-of-order messages leave it alone).
@@ -346,8 +348,9 @@ class EventStore:
                 sa.update(_ev)
                 .where(_ev.c.id == ev.event_id, _ev.c.revision < ev.revision)
                 .values(**state)
+                .returning(_ev.c.id)
             )
-            did = conn.execute(upd).rowcount > 0
+            did = conn.execute(upd).first() is not None
         for m in ev.media:
             mi = (
                 self._insert(_media)
@@ -361,8 +364,9 @@ class EventStore:
                     duration_s=m.duration_s,
                 )
                 .on_conflict_do_nothing(index_elements=["event_id", "role"])
+                .returning(_media.c.id)
             )
-            did = conn.execute(mi).rowcount > 0 or did
+            did = conn.execute(mi).first() is not None or did
         return int(did)
 
     def upsert_heartbeat(self, hb: CameraHeartbeat) -> None:
@@ -482,8 +486,9 @@ class EventStore:
                 sa.update(_ev)
                 .where(_ev.c.id == event_id)
                 .values(review_status=REVIEW_ACTIONS[action])
-            ).rowcount
-            if not n:
+                .returning(_ev.c.id)
+            ).first()
+            if n is None:
                 return None
             vals = {
                 "event_id": event_id,
@@ -508,12 +513,8 @@ class EventStore:
     def set_hold(self, event_id: uuid.UUID, hold: bool) -> bool:
         """Set/clear legal hold; False when the event does not exist."""
         with self._write() as conn:
-            return (
-                conn.execute(
-                    sa.update(_ev).where(_ev.c.id == event_id).values(legal_hold=hold)
-                ).rowcount
-                > 0
-            )
+            upd = sa.update(_ev).where(_ev.c.id == event_id).values(legal_hold=hold)
+            return conn.execute(upd.returning(_ev.c.id)).first() is not None
 
     def heartbeats(self, scope: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Latest heartbeat per camera (within ``scope`` when given)."""
