@@ -13,6 +13,10 @@ What counts as one crossing (see also :class:`monitor.zones.LineZone`):
   within ``switch_window_s`` of the track's previous crossing is jitter (a box
   wobbling on the line by more than the band), not a count;
 * only tracks the tracker reports (confirmed tracks) are seen at all;
+* a second box on the same vehicle (e.g. "car" and "truck" from class-wise NMS,
+  followed as two tracks) does not count twice: a crossing whose box overlaps
+  (IoU ≥ :data:`DUPLICATE_IOU`) a visible track that crossed the same way within
+  ``switch_window_s`` is dropped;
 * id switches: a *new* id appearing within ``switch_window_s`` of a track that is
   no longer visible, with a box overlapping that track's last box (IoU ≥
   :data:`LINK_IOU`), inherits that track's side and counted directions; and a
@@ -56,7 +60,7 @@ from monitor.types import Detections, Frame
 from monitor.zones import LineZone, lookup_rows, select_tracks
 from pipelines.schedule import utc_datetime
 
-__all__ = ["LINK_IOU", "Crossing", "VehicleFlowPipeline"]
+__all__ = ["DUPLICATE_IOU", "LINK_IOU", "Crossing", "VehicleFlowPipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,9 @@ LINK_IOU = 0.3
 two crossings' boxes) for them to be taken as one object after an id switch. Boxes,
 not centre distances: in a group of pedestrians a neighbour is close but its box
 barely overlaps, while an id switch re-detects the same box."""
+
+DUPLICATE_IOU = 0.6
+"""IoU above which two visible tracks crossing together are one object."""
 
 _STALE_S = 60.0
 _COLS = (
@@ -340,6 +347,14 @@ class VehicleFlowPipeline:
                 point=(float(anchors[j, 0]), float(anchors[j, 1])),
                 bbox=tuple(float(v) for v in boxes[j]),  # type: ignore[arg-type]
             )
+            if self._double_detection(crossing, tids, boxes):
+                log.debug(
+                    "vehicle_flow %s: crossing of %d is a second box of a counted "
+                    "object",
+                    self.rule.id,
+                    crossing.tracker_id,
+                )
+                continue
             prior = self._switch_suspects(crossing, vis_ids)
             if prior:
                 self.pending.append((crossing, prior, now + window, cid))
@@ -436,6 +451,31 @@ class VehicleFlowPipeline:
         ious = box_iou(np.array([c.bbox]), np.array([r.bbox for r in prior]))[0]
         hit = (ious >= LINK_IOU) & (last < born)
         return frozenset(int(t) for t in ids[hit])
+
+    def _double_detection(
+        self,
+        c: Crossing,
+        tids: npt.NDArray[np.int64],
+        boxes: npt.NDArray[np.float64],
+    ) -> bool:
+        """Whether a visible track that already crossed this way has the same box.
+
+        Class-wise NMS can leave two boxes on one vehicle (car + truck) that the
+        tracker follows as two tracks; they cross together with nearly identical
+        boxes (IoU ≥ :data:`DUPLICATE_IOU`), which two real vehicles side by side
+        never have.
+        """
+        others = {
+            r.tracker_id
+            for r in self.recent
+            if r.direction == c.direction and r.tracker_id != c.tracker_id
+        }
+        if not others:
+            return False
+        mask = np.isin(tids, np.fromiter(others, np.int64))
+        if not mask.any():
+            return False
+        return bool((box_iou(np.array([c.bbox]), boxes[mask]) >= DUPLICATE_IOU).any())
 
     def _release(self, crossing: Crossing, cid: int) -> list[Event]:
         """Count a crossing; a wrong-way event when it breaks ``one_way``."""
