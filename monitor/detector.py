@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -294,7 +294,10 @@ def inspect_session(
     inp, out = inputs[0], outputs[0]
     if len(inp.shape) != 4 or _dim(inp.shape[1]) not in (3, None):
         raise DetectorError(f"unsupported model (expected NCHW 3-channel input) {what}")
-    dtypes = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+    dtypes: dict[str, type[np.floating[Any]]] = {
+        "tensor(float)": np.float32,
+        "tensor(float16)": np.float16,
+    }
     if inp.type not in dtypes:
         raise DetectorError(f"unsupported input type {inp.type} {what}")
     if len(out.shape) != 3:
@@ -448,13 +451,15 @@ def _as_bgr(image: Any, index: int | None = None) -> npt.NDArray[np.uint8]:
             f"{where} must be uint8, got dtype {image.dtype} shape {image.shape}"
         )
     if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_GRAY2BGR)
+        grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_GRAY2BGR)
+        return cast("npt.NDArray[np.uint8]", grey)
     if image.ndim != 3 or image.shape[2] not in (3, 4):
         raise DetectorError(
             f"{where} must be (H, W, 3) BGR (or grey / BGRA), got shape {image.shape}"
         )
     if image.shape[2] == 4:
-        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGRA2BGR)
+        bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGRA2BGR)
+        return cast("npt.NDArray[np.uint8]", bgr)
     if image.strides[1] != 3 or image.strides[2] != 1:
         # channel-reversed or otherwise strided views: OpenCV needs packed pixels
         image = np.ascontiguousarray(image)

@@ -14,6 +14,7 @@ implementations.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
@@ -73,7 +74,8 @@ def placement(
 def _resized(image: npt.NDArray[np.uint8], nw: int, nh: int) -> npt.NDArray[np.uint8]:
     if (nw, nh) == (image.shape[1], image.shape[0]):
         return image
-    return cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return cast("npt.NDArray[np.uint8]", resized)
 
 
 def letterbox_into(
