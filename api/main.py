@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from api.consumer import EventConsumer
 from api.retention import retention_loop
