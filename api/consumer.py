@@ -326,7 +326,7 @@ class EventConsumer:
                 self.store.apply_heartbeats(batch.heartbeats)
         except sa.exc.SQLAlchemyError as exc:
             self.stats.db_errors += 1
-            if self.store.ping():
+            if self.store.ping(write=True):
                 # The database is up, so some entry itself fails: commit one by one
                 # and leave the failing ones pending (their delivery count decides).
                 log.warning("batch commit failed (%s); isolating", type(exc).__name__)
@@ -346,7 +346,7 @@ class EventConsumer:
 
     def _commit_singly(self, batch: _Batch) -> None:
         ok: list[str] = []
-        for mid, item in batch.items:
+        for i, (mid, item) in enumerate(batch.items):
             try:
                 if isinstance(item, Event):
                     self.store.apply_event(item)
@@ -354,13 +354,17 @@ class EventConsumer:
                     self.store.upsert_heartbeat(item)
                 ok.append(mid)
             except sa.exc.SQLAlchemyError as exc:
+                if not self.store.ping(write=True):
+                    # The outage began mid-batch: hold the rest, do not count it.
+                    self._held.append(_Batch(batch.stream, batch.items[i:]))
+                    break
                 self._last_errors[mid] = f"database error {type(exc).__name__}"
                 log.warning("entry %s failed to store (%s)", mid, type(exc).__name__)
                 self._history[batch.stream] = True
         self._ack(batch.stream, ok)
 
     def _retry_held(self) -> int:
-        if not self.store.ping():
+        if not self.store.ping(write=True):
             time.sleep(0.2)
             return 0
         held, self._held = self._held, []

@@ -192,11 +192,20 @@ class EventStore:
             with conn.begin():
                 yield conn
 
-    def ping(self) -> bool:
-        """True when the database answers a trivial query."""
+    def ping(self, write: bool = False) -> bool:
+        """True when the database answers a trivial query.
+
+        Args:
+            write: Also require the write lock (SQLite: ``BEGIN IMMEDIATE``), so a
+                database locked by another process counts as unavailable.
+        """
         try:
-            with self.engine.connect() as conn:
-                conn.execute(sa.text("select 1"))
+            if write:
+                with self._write() as conn:
+                    conn.execute(sa.text("select 1"))
+            else:
+                with self.engine.connect() as conn:
+                    conn.execute(sa.text("select 1"))
             return True
         except sa.exc.SQLAlchemyError:
             return False
