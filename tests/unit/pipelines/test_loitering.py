@@ -259,3 +259,17 @@ def test_zone_rebuilt_on_resolution_change(rt) -> None:
 def test_unknown_class_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="detector has no class"):
         LoiteringPipeline(LoiteringRuleConfig(**BASE), ZONE, ("car", "bus"))
+
+
+def test_monotonic_clock_going_back_resets_instead_of_crashing(rt, caplog) -> None:
+    """A camera reconnect can restart ``mono``; state is dropped, not corrupted."""
+    pipe = LoiteringPipeline(LoiteringRuleConfig(**BASE), ZONE, COCO_CLASSES)
+    sim = rt.Sim([pipe])
+    sim.run(timeline([(0, 8, [p(1, IN)])]))
+    assert len(pipe) == 1
+    sim.run(timeline([(-100, -88, [p(1, IN)])]))
+    assert "went backwards" in caplog.text
+    # A fresh visit from the jump: 10 s later, exactly as on a new pipeline.
+    assert [(t, e.state.value, e.payload.dwell_s) for t, e in sim.log] == [
+        (-90.0, "start", 10.0)
+    ]
