@@ -145,7 +145,9 @@ def _open_capture(url: str, src: SourceConfig) -> cv2.VideoCapture:
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
         int(src.open_timeout_s * 1000),
         cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-        int(src.read_timeout_s * 1000),
+        # A read blocked longer than stall_s is a stall: let FFmpeg give up then,
+        # so the reader reconnects (the watchdog has already said "offline").
+        int(min(src.read_timeout_s, src.stall_s) * 1000),
     ]
     if kind == "device":
         try:
@@ -626,11 +628,15 @@ class LiveSource:
                     with self._cond:
                         self._cond.notify_all()
                     return got
-                self._set_state(
-                    "offline",
-                    "stream ended or read timed out"
-                    + (f" after {n} frames" if n else " before the first frame"),
-                )
+                last = self._last_frame_mono
+                silent = time.monotonic() - last if (got and last is not None) else 0.0
+                if silent >= 0.9 * src.stall_s:
+                    why = f"stalled: no frame for {silent:.1f} s (reconnecting)"
+                elif n:
+                    why = f"stream interrupted after {n} frames (reconnecting)"
+                else:
+                    why = "stream opened but delivered no frame (reconnecting)"
+                self._set_state("offline", why)
                 return got
             now_mono = time.monotonic()
             now_ts = time.time()

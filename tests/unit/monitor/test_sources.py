@@ -201,3 +201,80 @@ def test_live_missing_file_retries_with_backoff() -> None:
         t0 = time.monotonic()
         src.close()
         assert time.monotonic() - t0 < 2
+
+
+# ----------------------------------------------------------------- HTTP MJPEG
+@pytest.fixture
+def mjpeg_server():
+    """A real HTTP server streaming multipart JPEG (like most IP cameras' /mjpg)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import cv2
+
+    frames, _ = _replay(require_shared("data/videos/road_traffic.mp4"), 5.0)
+    jpegs = [cv2.imencode(".jpg", f.image)[1].tobytes() for f in frames[:20]]
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # keep test output clean
+            pass
+
+        def do_GET(self) -> None:
+            if self.path != "/mjpg":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=fr")
+            self.end_headers()
+            i = 0
+            try:
+                while not stop.is_set():
+                    jpg = jpegs[i % len(jpegs)]
+                    self.wfile.write(
+                        b"--fr\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                        + str(len(jpg)).encode()
+                        + b"\r\n\r\n"
+                        + jpg
+                        + b"\r\n"
+                    )
+                    i += 1
+                    time.sleep(0.1)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    stop.set()
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_http_mjpeg_source(mjpeg_server) -> None:
+    url = mjpeg_server + "/mjpg"
+    src = open_source(_cam(url, open_timeout_s=5), url)
+    try:
+        t0 = time.monotonic()
+        while src.stats().state != "online" and time.monotonic() - t0 < 10:
+            time.sleep(0.05)
+        got = [src.read(timeout_s=1.0) for _ in range(5)]
+        assert all(f is not None and f.image.shape == (360, 640, 3) for f in got)
+        assert src.stats().resolution_wh == (640, 360)
+    finally:
+        src.close()
+
+
+def test_http_missing_path_is_offline_with_message(mjpeg_server) -> None:
+    url = mjpeg_server + "/nothing"
+    src = open_source(_cam(url, open_timeout_s=2), url)
+    try:
+        t0 = time.monotonic()
+        while src.stats().state != "offline" and time.monotonic() - t0 < 10:
+            time.sleep(0.05)
+        assert src.stats().state == "offline"
+        assert "cannot open" in src.stats().last_error
+    finally:
+        src.close()
