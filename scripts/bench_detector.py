@@ -8,7 +8,8 @@ Table 1 (per model, batch 1, ``--threads`` intra-op threads): preprocessing, inf
 and postprocessing milliseconds, median and p95 over ``--frames`` frames taken evenly
 from three shared videos (640x360, 1280x720, 1920x1080).
 
-Table 2 (per model): frames/s for batch 1, 2, 4 with 1 and 2 threads (one session),
+Table 2 (per model): frames/s and CPU ms per frame for batch 1, 2, 4 with 1 and 2
+threads (one detector: batches run frame-parallel on a one-thread session),
 and two sessions of 1 thread each running concurrently (what two camera workers with
 their own detector would get), to decide whether cameras should share a session.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import time
@@ -31,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from config.detector import DetectorConfig  # noqa: E402
-from monitor.detector import OnnxDetector, read_manifest  # noqa: E402
+from monitor.detector import OnnxDetector, _as_bgr, read_manifest  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 VIDEOS = ("road_traffic.mp4", "bridge_traffic.mp4", "street_pedestrians_1080p.mp4")
@@ -63,40 +65,61 @@ def pct(values: list[float], q: float) -> float:
 
 
 def stage_table(det: OnnxDetector, frames: list[np.ndarray]) -> list[str]:
-    pre, inf, post, tot = [], [], [], []
+    """Per-stage wall and CPU ms (CPU: thread time for the single-threaded pre/post
+    stages, process time for inference), robust to other load on the machine."""
+    wall: dict[str, list[float]] = {k: [] for k in ("pre", "inf", "post", "tot")}
+    cpu: dict[str, list[float]] = {k: [] for k in ("pre", "inf", "post", "tot")}
     for img in frames:
-        t = time.perf_counter()
-        det.detect(img)
-        tot.append((time.perf_counter() - t) * 1e3)
-        pre.append(det.last_timing["pre_ms"])
-        inf.append(det.last_timing["infer_ms"])
-        post.append(det.last_timing["post_ms"])
+        w0, c0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
+        blob, infos = det._preprocess([_as_bgr(img)])
+        w1, c1, p1 = time.perf_counter(), time.thread_time(), time.process_time()
+        raw = det._infer(blob)
+        w2, c2, p2 = time.perf_counter(), time.thread_time(), time.process_time()
+        det._postprocess(raw[0], infos[0])
+        w3, c3, p3 = time.perf_counter(), time.thread_time(), time.process_time()
+        for k, a, b in (("pre", w0, w1), ("inf", w1, w2), ("post", w2, w3)):
+            wall[k].append((b - a) * 1e3)
+        wall["tot"].append((w3 - w0) * 1e3)
+        cpu["pre"].append((c1 - c0) * 1e3)
+        cpu["inf"].append((p2 - p1) * 1e3)
+        cpu["post"].append((c3 - c2) * 1e3)
+        cpu["tot"].append((p3 - p0) * 1e3)
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    cmed = {k: statistics.median(v) for k, v in cpu.items()}
     rows = []
-    for name, v in (
-        ("preprocess", pre),
-        ("inference", inf),
-        ("postprocess", post),
-        ("end to end", tot),
+    for name, k in (
+        ("preprocess", "pre"),
+        ("inference", "inf"),
+        ("postprocess", "post"),
+        ("end to end", "tot"),
     ):
-        rows.append(f"| {name} | {statistics.median(v):.2f} | {pct(v, 95):.2f} |")
-    ratio = (statistics.median(pre) + statistics.median(post)) / statistics.median(inf)
-    rows.append(f"| (pre+post)/inference | {ratio * 100:.1f} % | |")
+        rows.append(
+            f"| {name} | {med[k]:.2f} | {pct(wall[k], 95):.2f} | {cmed[k]:.2f} |"
+        )
+    ratio = (med["pre"] + med["post"]) / med["inf"]
+    cratio = (cmed["pre"] + cmed["post"]) / cmed["inf"]
+    rows.append(
+        f"| (pre+post)/inference | {ratio * 100:.1f} % | | {cratio * 100:.1f} % |"
+    )
     return rows
 
 
-def fps(det: OnnxDetector, frames: list[np.ndarray], batch: int) -> float:
-    t = time.perf_counter()
+def fps(det: OnnxDetector, frames: list[np.ndarray], batch: int) -> str:
+    """``frames/s (CPU ms per frame)`` over ``frames`` in batches of ``batch``."""
+    t, c = time.perf_counter(), time.process_time()
     for i in range(0, len(frames), batch):
         det.detect_batch(frames[i : i + batch])
-    return len(frames) / (time.perf_counter() - t)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    return f"{len(frames) / wall:.1f} ({cpu / len(frames) * 1e3:.1f})"
 
 
-def fps_two_sessions(dets: list[OnnxDetector], frames: list[np.ndarray]) -> float:
+def fps_two_sessions(dets: list[OnnxDetector], frames: list[np.ndarray]) -> str:
     halves = [frames[0::2], frames[1::2]]
     with ThreadPoolExecutor(2) as ex:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         list(ex.map(lambda k: [dets[k].detect(f) for f in halves[k]], range(2)))
-        return len(frames) / (time.perf_counter() - t)
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+    return f"{len(frames) / wall:.1f} ({cpu / len(frames) * 1e3:.1f})"
 
 
 def _burn(stop: object) -> None:
@@ -173,7 +196,12 @@ def main() -> int:
     manifest = read_manifest(ROOT / "models" / "manifest.yaml")
     frames = load_frames(args.frames)
     sizes = sorted({f"{f.shape[1]}x{f.shape[0]}" for f in frames})
-    print(f"{len(frames)} frames ({', '.join(sizes)}) from {', '.join(VIDEOS)}\n")
+    print(f"{len(frames)} frames ({', '.join(sizes)}) from {', '.join(VIDEOS)}")
+    print(
+        f"onnxruntime {ort.__version__}, opencv {cv2.__version__}, numpy "
+        f"{np.__version__}, {os.cpu_count()} CPUs, load average at start "
+        f"{os.getloadavg()[0]:.2f}\n"
+    )
     for name in args.models:
         entry = manifest[name]
         path = Path(args.models_dir) / entry["file"]
@@ -190,19 +218,21 @@ def main() -> int:
             f"### {name} ({det.spec.format.value}, {w}x{h}), batch 1, "
             f"{args.threads} threads, ms per frame\n"
         )
-        print("| stage | median | p95 |\n|---|---:|---:|")
+        print("| stage | wall median | wall p95 | CPU median |\n|---|---:|---:|---:|")
         print("\n".join(stage_table(det, frames)))
-        print(f"\n### {name}: frames/s ({args.fps_frames} frames per cell)\n")
+        print(
+            f"\n### {name}: frames/s (CPU ms per frame), "
+            f"{args.fps_frames} frames per cell\n"
+        )
         print("| threads | batch 1 | batch 2 | batch 4 |\n|---|---:|---:|---:|")
         sub = frames[: args.fps_frames]
         for threads in (1, 2):
             d = make(threads)
-            cells = [f"{fps(d, sub, b):.1f}" for b in (1, 2, 4)]
-            print(f"| {threads} (one session) | " + " | ".join(cells) + " |")
+            cells = [fps(d, sub, b) for b in (1, 2, 4)]
+            print(f"| {threads} (one detector) | " + " | ".join(cells) + " |")
         two = [make(1), make(1)]
         print(
-            f"| 2 sessions x 1 thread, concurrent | {fps_two_sessions(two, sub):.1f}"
-            " | | |"
+            f"| 2 detectors x 1 thread, concurrent | {fps_two_sessions(two, sub)} | | |"
         )
         print(f"\n### {name}: session options, raw inference (ms per frame)\n")
         print(
@@ -211,6 +241,7 @@ def main() -> int:
         )
         print("\n".join(session_table(path)))
         print()
+    print(f"load average at end {os.getloadavg()[0]:.2f}")
     return 0
 
 
