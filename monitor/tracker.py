@@ -186,10 +186,10 @@ class Tracker:
         t = self._t
         rows = t[t[:, _STATE] == _CONFIRMED]
         return Detections(
-            xyxy=self._predicted_xyxy(rows),
-            confidence=rows[:, _SCORE],
-            class_id=rows[:, _CLS],
-            tracker_id=rows[:, _PID],
+            xyxy=self._predicted_xyxy(rows).astype(np.float32),
+            confidence=rows[:, _SCORE].astype(np.float32),
+            class_id=rows[:, _CLS].astype(np.int64),
+            tracker_id=rows[:, _PID].astype(np.int64),
         )
 
     def _clean(self, det: Detections) -> Detections:
@@ -319,6 +319,6 @@ class Tracker:
             xyxy=det.xyxy[sel],
             confidence=conf[sel],
             class_id=det.class_id[sel],
-            tracker_id=out_pid[out_ok],
+            tracker_id=out_pid[out_ok].astype(np.int64),
             data={k: v[sel] for k, v in det.data.items()},
         )
