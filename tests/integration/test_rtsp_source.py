@@ -149,10 +149,12 @@ def test_stalled_stream_detected_by_watchdog(server) -> None:
     try:
         _wait_state(src, "online", 10)
         server.pause("cam")
-        took = _wait_state(src, "offline", 5.0)
-        # stall_s after the last frame; frames still in flight when the server
-        # paused and a loaded CI machine can stretch it a little.
-        assert 0.5 < took < 1.5 + 2.5, took
+        _wait_state(src, "offline", 10.0)
+        # Offline stall_s after the last frame (measured from that frame: on a
+        # loaded machine the decoder may still be working off buffered packets
+        # for a while after the server paused).
+        silent = time.time() - src.stats().last_frame_ts
+        assert 1.5 <= silent < 1.5 + 1.0, silent
         assert "stalled" in src.stats().last_error
         server.pause("cam", False)
         _wait_state(src, "online", 20)
