@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import multiprocessing as mp
 import os
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,11 @@ def run_all(
         host or app.api.host,
         port or app.api.port,
     )
+    # uvicorn re-raises the signal that stopped it once it has shut down; with the
+    # default handler that would kill this process before the cleanup below runs
+    # (workers, detector process and embedded Redis would be orphaned).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: None)
     try:
         server.run()
     finally:

@@ -85,8 +85,10 @@ def _serve(
     )
     shms = {cid: SharedMemory(name=n) for cid, n in shm_names.items()}
     calls = 0
+    parent = os.getppid()
     try:
-        while not stop.is_set():
+        # Also stop when orphaned (the owner was killed without stop()).
+        while not stop.is_set() and os.getppid() == parent:
             try:
                 first = requests.get(timeout=0.2)
             except queue.Empty:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +20,18 @@ import redis
 __all__ = ["EmbeddedRedis", "redis_server_binary", "resolve_redis_url"]
 
 log = logging.getLogger(__name__)
+
+
+def _die_with_parent() -> None:
+    """Child-side: ask Linux to SIGTERM the server when its parent dies, so a killed
+    service never leaves an orphaned redis-server behind."""
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux/glibc: best effort
+        pass
 
 
 def redis_server_binary() -> str:
@@ -88,6 +101,7 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

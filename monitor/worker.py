@@ -436,9 +436,12 @@ def camera_process_main(
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor owns Ctrl-C
 
+    parent = os.getppid()
+
     class _Either:
         def is_set(self) -> bool:
-            return local_stop.is_set() or stop_event.is_set()
+            # An orphaned worker (parent killed hard) stops too.
+            return local_stop.is_set() or stop_event.is_set() or os.getppid() != parent
 
     redis_url = (
         os.environ.get("HALLMONITOR_REDIS_URL")
