@@ -10,6 +10,7 @@ import datetime as dt
 import io
 import logging
 import os
+import threading
 import time
 from urllib.parse import quote
 
@@ -323,3 +324,105 @@ def test_server_binary_available() -> None:
 
     assert os.access(ffmpeg_exe(), os.X_OK)
     assert SHARED  # shared data location is configured
+
+
+def test_worker_reports_offline_then_resumes_detecting(
+    server, redis_url, unique, tmp_path
+) -> None:
+    """End to end through the real worker loop (monitor.worker.run_camera) and the
+    real Redis publisher: server killed -> an offline camera_health event within
+    stall_s; server back -> an online event and detector calls resume, in the same
+    worker (no process restart)."""
+    import redis as redis_lib
+
+    from config.detector import DetectorConfig
+    from config.tracker import TrackerConfig
+    from monitor.detector import load_detector
+    from monitor.events import decode_event
+    from monitor.publisher import EventPublisher
+    from monitor.tracker import Tracker
+    from monitor.worker import WorkerParts, run_camera
+
+    models = require_shared("models")
+    det = load_detector(DetectorConfig(model="yolox_nano", models_dir=str(models)))
+    cam = CameraConfig(
+        id="gate",
+        source={"url": server.url("cam"), **FAST},
+        detect_fps=5,
+        gating={"mode": "full"},
+    )
+    stream, hb_stream = f"test:ev:{unique}", f"test:hb:{unique}"
+    pub = EventPublisher(
+        redis_url,
+        stream=stream,
+        heartbeat_stream=hb_stream,
+        maxlen=10_000,
+        spool_dir=tmp_path / "spool",
+        spool_max_events=100,
+    )
+    src = open_source(cam, server.url("cam"))
+    parts = WorkerParts(
+        source=src, detector=det, tracker=Tracker(TrackerConfig()), pipelines=[],
+        sink=pub,
+    )  # fmt: skip
+    stop = threading.Event()
+    result = {}
+    th = threading.Thread(
+        target=lambda: result.update(
+            stats=run_camera(cam, parts, stop, heartbeat_s=0.5)
+        ),
+        daemon=True,
+    )
+    r = redis_lib.Redis.from_url(redis_url)
+
+    def health_events() -> list:
+        evs = [decode_event(f) for _, f in r.xrange(stream)]
+        return [
+            (e.payload.status, e.ts.timestamp())
+            for e in evs
+            if e.kind == "camera_health"
+        ]
+
+    def wait_for(pred, timeout_s):
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout_s:
+            if pred():
+                return True
+            time.sleep(0.1)
+        return False
+
+    try:
+        th.start()
+        assert wait_for(lambda: src.stats().state == "online", 15)
+        time.sleep(1.5)
+        killed_at = time.time()
+        server.stop()
+        assert wait_for(lambda: any(s == "offline" for s, _ in health_events()), 10)
+        off_ts = next(t for s, t in health_events() if s == "offline")
+        assert off_ts - killed_at <= FAST["stall_s"] + 0.5
+        server.start()
+        assert wait_for(
+            lambda: [s for s, _ in health_events()][-1:] == ["online"], 20
+        ), health_events()
+        calls_before = _detector_calls(r, hb_stream)
+        time.sleep(2.0)
+        assert _detector_calls(r, hb_stream) > calls_before  # detections resume
+        assert th.is_alive()  # the same worker carried on
+    finally:
+        stop.set()
+        th.join(15)
+        src.close()
+        pub.close()
+        server.start()
+        r.delete(stream, hb_stream)
+    assert result["stats"].frames > 5
+
+
+def _detector_calls(r, hb_stream: str) -> int:
+    import json
+
+    last = r.xrevrange(hb_stream, count=1)
+    if not last:
+        return 0
+    fields = {k.decode(): v for k, v in last[0][1].items()}
+    return int(json.loads(fields["data"])["detector_calls"])
