@@ -149,13 +149,15 @@ def test_video_to_reviewed_event(tmp_path: Path, rtsp_camera: str) -> None:
                     params={"kind": "loitering", "camera_id": "concourse"},
                 )
                 items = r.json().get("items", []) if r.status_code == 200 else []
-                return [e for e in items if e.get("media")]
+                return [e for e in items if e.get("state") == "start"]
 
-            events = _wait(loitering, 120, "a loitering event with media", proc, log)
+            events = _wait(loitering, 120, "a loitering start event", proc, log)
             ev = events[0]
             assert ev["camera_id"] == "concourse" and ev["kind"] == "loitering"
             one = get(f"/api/events/{ev['id']}")
             assert one.status_code == 200
+            roles = {m["role"] for m in one.json()["media"]}
+            assert "snapshot" in roles, one.text
             snap = http.get(f"/api/events/{ev['id']}/snapshot.jpg", headers=auth)
             assert (
                 snap.status_code == 200 and snap.headers["content-type"] == "image/jpeg"
