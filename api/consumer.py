@@ -205,7 +205,7 @@ class EventConsumer:
                 if self._held:
                     return handled
         try:
-            resp = self.redis.xreadgroup(
+            resp: Any = self.redis.xreadgroup(
                 self.group,
                 self.consumer,
                 dict.fromkeys(self._streams, ">"),
@@ -246,7 +246,7 @@ class EventConsumer:
 
     # ------------------------------------------------------------- reading
     def _read_history(self, s: str) -> int:
-        resp = self.redis.xreadgroup(
+        resp: Any = self.redis.xreadgroup(
             self.group, self.consumer, {s: "0"}, count=self.batch
         )
         entries = resp[0][1] if resp else []
@@ -259,7 +259,7 @@ class EventConsumer:
         handled = 0
         for s in self._streams:
             try:
-                res = self.redis.xautoclaim(
+                res: Any = self.redis.xautoclaim(
                     s,
                     self.group,
                     self.consumer,

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -54,12 +54,12 @@ REVIEW_ACTIONS = {
 }
 WEAK_TOKENS = {"changeme", "change-me", "password", "admin", "secret", "token", "test"}
 
-_ev = EventRow.__table__
-_media = MediaRow.__table__
-_hb = HeartbeatRow.__table__
-_users = UserRow.__table__
-_reviews = ReviewRow.__table__
-_audit = AuditRow.__table__
+_ev = cast(sa.Table, EventRow.__table__)
+_media = cast(sa.Table, MediaRow.__table__)
+_hb = cast(sa.Table, HeartbeatRow.__table__)
+_users = cast(sa.Table, UserRow.__table__)
+_reviews = cast(sa.Table, ReviewRow.__table__)
+_audit = cast(sa.Table, AuditRow.__table__)
 
 
 class StoreError(ValueError):
@@ -158,6 +158,7 @@ class EventStore:
         self.engine = engine
         self.media_root = media_root
         d = engine.dialect.name
+        self._insert: Any
         if d == "sqlite":
             self._insert = sqlite.insert
         elif d == "postgresql":

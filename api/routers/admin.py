@@ -33,7 +33,7 @@ def dead_letters(
     if r is None:
         raise HTTPException(503, "no Redis configured")
     try:
-        entries = r.xrevrange(
+        entries: Any = r.xrevrange(
             request.app.state.settings.dead_letter_stream, count=limit
         )
     except redis.RedisError:
