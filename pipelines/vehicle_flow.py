@@ -74,6 +74,9 @@ DUPLICATE_IOU = 0.6
 """IoU above which two visible tracks crossing together are one object."""
 
 _STALE_S = 60.0
+_SWITCH_GAP_S = 0.5  # an id switch's new track appears this soon after the old one
+_VEL_MIN_S = 0.3  # shortest baseline for a velocity estimate, seconds
+_VEL_MAX_S = 1.0  # the reference point moves on after this long, seconds
 _COLS = (
     "ids",
     "last_seen",
@@ -87,6 +90,9 @@ _COLS = (
     "box",
     "vx",
     "vy",
+    "rx",
+    "ry",
+    "rt",
     "first_seen",
 )
 
@@ -181,6 +187,9 @@ class VehicleFlowPipeline:
         self.box = np.zeros((0, 4), np.float64)  # last box, px
         self.vx = np.zeros(0, np.float64)  # anchor velocity, px/s
         self.vy = np.zeros(0, np.float64)
+        self.rx = np.zeros(0, np.float64)  # velocity reference anchor and time
+        self.ry = np.zeros(0, np.float64)
+        self.rt = np.zeros(0, np.float64)
         self.first_seen = np.zeros(0, np.float64)  # mono of the first observation
         self.pending: list[tuple[Crossing, frozenset[int], float, int]] = []
         self.recent: collections.deque[Crossing] = collections.deque()
@@ -267,16 +276,26 @@ class VehicleFlowPipeline:
 
         rows, found = lookup_rows(self.ids, tids)
         # Anchor velocity (px/s) of known tracks, to predict where a vanished one is.
+        # Measured over a baseline of >= _VEL_MIN_S: frame-to-frame differences of
+        # jittery boxes are mostly noise.
         old = rows[found]
-        dt_seen = now - self.last_seen[old]
-        ok = dt_seen > 0
-        for col, new_pos in (
-            (self.vx, anchors[found, 0]),
-            (self.vy, anchors[found, 1]),
-        ):
-            prev = self.ax[old] if col is self.vx else self.ay[old]
-            v = np.where(ok, (new_pos - prev) / np.where(ok, dt_seen, 1.0), col[old])
-            col[old] = 0.5 * col[old] + 0.5 * v
+        span = now - self.rt[old]
+        ok = span >= _VEL_MIN_S
+        safe = np.where(ok, span, 1.0)
+        self.vx[old] = np.where(
+            ok, (anchors[found, 0] - self.rx[old]) / safe, self.vx[old]
+        )
+        self.vy[old] = np.where(
+            ok, (anchors[found, 1] - self.ry[old]) / safe, self.vy[old]
+        )
+        move = old[span >= _VEL_MAX_S]
+        fmove = found.copy()
+        fmove[found] = span >= _VEL_MAX_S
+        self.rx[move], self.ry[move], self.rt[move] = (
+            anchors[fmove, 0],
+            anchors[fmove, 1],
+            now,
+        )
         if (~found).any():
             new = ~found
             n = int(new.sum())
@@ -287,6 +306,9 @@ class VehicleFlowPipeline:
             self.ay = np.concatenate([self.ay, anchors[new, 1]])
             self.vx = np.concatenate([self.vx, np.zeros(n)])
             self.vy = np.concatenate([self.vy, np.zeros(n)])
+            self.rx = np.concatenate([self.rx, anchors[new, 0]])
+            self.ry = np.concatenate([self.ry, anchors[new, 1]])
+            self.rt = np.concatenate([self.rt, np.full(n, now)])
             self.first_seen = np.concatenate([self.first_seen, np.full(n, now)])
             self.done_in = np.concatenate([self.done_in, np.zeros(n, bool)])
             self.done_out = np.concatenate([self.done_out, np.zeros(n, bool)])
@@ -430,9 +452,10 @@ class VehicleFlowPipeline:
         """Earlier crossers this crossing may duplicate after an id switch.
 
         A suspect crossed in the same direction within ``switch_window_s``, is not
-        visible now, was last seen before the crossing track was first seen (an id
-        switch replaces a track, it does not run beside it), and its crossing box
-        overlaps this one (IoU ≥ :data:`LINK_IOU`).
+        visible now, was last seen before, and at most 0.5 s before, the crossing
+        track was first seen (an id switch replaces a track at once; it does not
+        run beside it, nor start long after it), and its last box overlaps this
+        crossing's box (IoU ≥ :data:`LINK_IOU`).
         """
         prior = [
             r
@@ -448,8 +471,14 @@ class VehicleFlowPipeline:
         last = np.where(found, self.last_seen[rows], [r.mono for r in prior])
         me, me_found = lookup_rows(self.ids, np.array([c.tracker_id], np.int64))
         born = float(self.first_seen[me[0]]) if me_found[0] else c.mono
-        ious = box_iou(np.array([c.bbox]), np.array([r.bbox for r in prior]))[0]
-        hit = (ious >= LINK_IOU) & (last < born)
+        # Where each earlier crosser was last seen: a duplicate box appears there
+        # (the object was lost moments ago); a follower on the same path, seconds
+        # behind, does not.
+        predicted = np.where(
+            found[:, None], self.box[rows], np.array([r.bbox for r in prior])
+        )
+        ious = box_iou(np.array([c.bbox]), predicted)[0]
+        hit = (ious >= LINK_IOU) & (last < born) & (born - last <= _SWITCH_GAP_S)
         return frozenset(int(t) for t in ids[hit])
 
     def _double_detection(
