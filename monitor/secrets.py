@@ -122,16 +122,31 @@ class RedactingFilter(logging.Filter):
 _fmt = logging.Formatter()
 
 
+def _redact_arg(value: object) -> object:
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    text = value if isinstance(value, str) else str(value)
+    red = redact(text)
+    return red if red != text else value
+
+
 def redact_record(record: logging.LogRecord) -> None:
     """Redact ``record`` in place (idempotent)."""
     if getattr(record, "_hm_redacted", False):
         return
-    try:
-        msg = record.getMessage()
-    except Exception:  # noqa: BLE001 - a bad format string must not lose the line
-        msg = f"{record.msg!r} % {record.args!r}"
-    record.msg = redact(msg)
-    record.args = None
+    # Keep msg/args apart (formatters such as uvicorn's access log unpack args);
+    # only arguments whose text holds a secret are replaced by their redacted text.
+    if isinstance(record.msg, str):
+        record.msg = redact(record.msg)
+    else:
+        text = str(record.msg)
+        if redact(text) != text:
+            record.msg = redact(text)
+    args = record.args
+    if isinstance(args, tuple):
+        record.args = tuple(_redact_arg(a) for a in args)
+    elif isinstance(args, dict):
+        record.args = {k: _redact_arg(v) for k, v in args.items()}
     if record.exc_info and not record.exc_text:
         record.exc_text = _fmt.formatException(record.exc_info)
     if record.exc_text:

@@ -172,3 +172,27 @@ def test_setup_logging_in_a_child_process() -> None:
 def test_setup_logging_rejects_unknown_level() -> None:
     with pytest.raises(ValueError, match="unknown log level 'LOUD'"):
         setup_logging("LOUD")
+
+
+def test_filter_keeps_args_structure_for_formatters() -> None:
+    """Regression: flattening record.args broke formatters that unpack them
+    (uvicorn's access log expects a 5-tuple)."""
+    register_secret("llama-quartz-77")
+    rec = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", "/x?k=llama-quartz-77", "1.1", 200), None,
+    )  # fmt: skip
+    RedactingFilter().filter(rec)
+    assert isinstance(rec.args, tuple) and len(rec.args) == 5
+    assert rec.args[4] == 200
+    assert rec.getMessage() == '127.0.0.1:5 - "GET /x?k=*** HTTP/1.1" 200'
+
+
+def test_filter_redacts_non_string_args() -> None:
+    class Url:
+        def __str__(self) -> str:
+            return "rtsp://u:walrus-88@h/a"
+
+    rec = logging.LogRecord("t", logging.INFO, __file__, 1, "at %s", (Url(),), None)
+    RedactingFilter().filter(rec)
+    assert rec.getMessage() == "at rtsp://***@h/a"
