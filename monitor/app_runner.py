@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import multiprocessing as mp
 import os
+import secrets
 import signal
 import threading
 from pathlib import Path
@@ -16,7 +17,7 @@ from config.schema import AppConfig
 from monitor.embedded_redis import EmbeddedRedis, resolve_redis_url
 from monitor.worker import camera_process_main, media_root
 
-__all__ = ["database_url", "open_store", "run_all"]
+__all__ = ["database_url", "ensure_admin_token", "open_store", "run_all"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,24 @@ def open_store(app: AppConfig) -> Any:
     from api.storage import EventStore
 
     return EventStore.from_url(database_url(app))
+
+
+def ensure_admin_token(app: AppConfig) -> Path | None:
+    """Make sure an admin token exists: env ``HALLMONITOR_ADMIN_TOKEN``, else one
+    generated once into ``<data_dir>/admin_token`` (mode 0600) and exported.
+
+    Returns:
+        The token file used, or None when the token came from the environment.
+    """
+    if os.environ.get("HALLMONITOR_ADMIN_TOKEN"):
+        return None
+    path = Path(app.data_dir) / "admin_token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    os.environ["HALLMONITOR_ADMIN_TOKEN"] = path.read_text().strip()
+    return path
 
 
 def run_all(
@@ -75,6 +94,9 @@ def run_all(
     os.environ["HALLMONITOR_REDIS_URL"] = url
     r = redis.Redis.from_url(url)
     store = open_store(app)
+    token_file = ensure_admin_token(app)
+    if token_file is not None:
+        log.info("admin API token: %s (Authorization: Bearer <token>)", token_file)
 
     ctx = mp.get_context("spawn")
     stop_event = ctx.Event()

@@ -55,3 +55,26 @@ def test_users_add_prints_a_working_token(
         assert bad.status_code == 401
         only_b = http.get("/api/events", params={"camera_id": "b"}, headers=auth)
         assert only_b.status_code == 200 and only_b.json()["items"] == []
+
+
+def test_admin_token_generated_once_and_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor.app_runner import ensure_admin_token
+
+    monkeypatch.delenv("HALLMONITOR_ADMIN_TOKEN", raising=False)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path),
+                                   "cameras": [{"id": "a", "source": {"url": "a.mp4"}}]}))  # fmt: skip
+    app = load_config(cfg)
+    path = ensure_admin_token(app)
+    assert path is not None and path.stat().st_mode & 0o777 == 0o600
+    first = path.read_text().strip()
+    assert len(first) >= 40
+    monkeypatch.delenv("HALLMONITOR_ADMIN_TOKEN")
+    ensure_admin_token(app)  # a restart reuses the same token
+    import os
+
+    assert os.environ["HALLMONITOR_ADMIN_TOKEN"] == first
+    monkeypatch.setenv("HALLMONITOR_ADMIN_TOKEN", "x" * 40)
+    assert ensure_admin_token(app) is None  # the environment wins
