@@ -5,7 +5,9 @@ publisher); one consumer process-thread stores them. Two runs per database:
 
 * ``max``: publishers as fast as they can -> sustained events/s to committed rows;
 * ``paced``: publishers at a fixed total rate -> latency p50/p95/p99 from the
-  event's publish time (``Event.ts``) to the end of the commit that stored it.
+  event's publish time (``Event.ts``) to the end of the commit that stored it;
+* ``drain``: the stream is filled first, then the consumer starts -> consumer-only
+  capacity (no publisher competing for the 2 cores); latency there is queueing.
 
 Usage: python scripts/bench_delivery.py [--events 20000] [--rate 2000] [--pg URL]
 """
@@ -82,7 +84,7 @@ class TimedStore(EventStore):
 
 
 def run(
-    db_url: str, redis_url: str, n: int, rate: float, procs: int
+    db_url: str, redis_url: str, n: int, rate: float, procs: int, drain: bool = False
 ) -> dict[str, float]:
     base = EventStore.from_url(db_url)
     store = TimedStore(base.engine)
@@ -93,8 +95,9 @@ def run(
     c.ensure_groups()
     stop = threading.Event()
     th = threading.Thread(target=c.run, args=(stop,), daemon=True)
-    th.start()
     t0 = time.time()
+    if not drain:
+        th.start()
     ps = [
         mp.Process(
             target=_publisher, args=(redis_url, stream, n // procs, rate / procs, i)
@@ -105,6 +108,9 @@ def run(
         p.start()
     for p in ps:
         p.join()
+    if drain:
+        t0 = time.time()
+        th.start()
     total = (n // procs) * procs
     while c.stats.stored < total and time.time() - t0 < 300:
         time.sleep(0.01)
@@ -153,8 +159,12 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|")
     try:
         for name, url in dbs.items():
-            for mode, rate in (("max", 0.0), (f"paced {a.rate:.0f}/s", a.rate)):
-                res = run(url, a.redis, a.events, rate, a.procs)
+            for mode, rate in (
+                ("max", 0.0),
+                (f"paced {a.rate:.0f}/s", a.rate),
+                ("drain", 0.0),
+            ):
+                res = run(url, a.redis, a.events, rate, a.procs, drain=mode == "drain")
                 print(
                     f"| {name} | {mode} | {res['events']} | {res['rate']:.0f} | "
                     f"{res['p50']:.1f} | {res['p95']:.1f} | {res['p99']:.1f} |",

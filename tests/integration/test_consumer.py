@@ -134,10 +134,11 @@ def test_crashed_consumer_entries_are_claimed_once(r, store, unique) -> None:
     r.xreadgroup("g", "dead", {s: ">"}, count=100)  # read, never acked: "SIGKILL"
     assert pending(r, s) == 20
     del dead_consumer
-    c2 = make(r, store, unique, name="c2", claim_idle_ms=100)
-    assert drain(c2) == 0  # not idle long enough yet
+    patient = make(r, store, unique, name="c2", claim_idle_ms=60_000)
+    assert drain(patient) == 0  # not idle long enough yet: left alone
+    assert pending(r, s) == 20
     time.sleep(0.15)
-    c2._last_claim = 0
+    c2 = make(r, store, unique, name="c2", claim_idle_ms=100)
     assert drain(c2) == 20
     assert store.count_events() == 20 and pending(r, s) == 0 and c2.stats.claimed == 20
 
