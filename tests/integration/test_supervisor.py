@@ -176,7 +176,7 @@ def test_stop_flushes_queued_events_and_kills_stubborn(
         t0 = time.monotonic()
         sup.stop(timeout_s=2.0)
         took = time.monotonic() - t0
-        assert took < 4.0
+        assert took < 6.0  # 2 s grace + kill, with slack for a loaded machine
         assert r.xlen(stream) == 1000  # both workers flushed everything
         assert set(sup.states().values()) == {"stopped"}
         assert all(p is None for p in sup.pids().values())
