@@ -15,7 +15,9 @@ import redis
 from api.consumer import EventConsumer
 from api.storage import EventStore
 from monitor.events import CameraHeartbeat, encode_event, encode_heartbeat
-from tests.api.conftest import loiter
+from tests.api.conftest import loiter, pg_store  # noqa: F401 - fixture
+
+__all__ = ["pg_store"]
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +68,9 @@ def pending(r: redis.Redis, stream: str) -> int:
     return int(r.xpending(stream, "g")["pending"])
 
 
-def test_stores_acks_and_is_idempotent(r, store, unique) -> None:
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_stores_acks_and_is_idempotent(r, request, unique, db) -> None:
+    store = request.getfixturevalue("store" if db == "sqlite" else "pg_store")
     c = make(r, store, unique)
     s = f"t:{unique}:events"
     evs = [loiter() for _ in range(30)]
@@ -206,3 +210,45 @@ def test_database_outage_holds_batch_without_burning_deliveries(
         lock.close()
     assert store.count_events() == 50
     assert r.xlen(f"t:{unique}:dead") == 0 and pending(r, s) == 0
+
+
+def test_app_lifespan_runs_the_consumer(
+    r, store, unique, tmp_path, monkeypatch
+) -> None:
+    """create_app(start_consumer=True): a published event becomes visible in the API."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from api.settings import ApiSettings
+
+    monkeypatch.delenv("HALLMONITOR_ADMIN_TOKEN", raising=False)
+    token = store.create_user("ofc", "officer", ["*"])
+    app = create_app(
+        store=store,
+        media_root=tmp_path,
+        redis=r,
+        settings=ApiSettings(
+            retention_interval_s=0, dead_letter_stream=f"t:{unique}:dead"
+        ),
+        start_consumer=True,
+        consumer_kwargs={
+            "stream": f"t:{unique}:events",
+            "group": "api",
+            "consumer": "a1",
+        },
+    )
+    ev = loiter()
+    r.xadd(f"t:{unique}:events", encode_event(ev))
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 10
+        got = None
+        while time.monotonic() < deadline:
+            got = client.get(
+                f"/api/events/{ev.event_id}",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            if got.status_code == 200:
+                break
+            time.sleep(0.05)
+    assert got is not None and got.status_code == 200
+    assert got.json()["camera_id"] == ev.camera_id
