@@ -189,12 +189,12 @@ def load_config_text(
     defaults = raw.pop("defaults", None)
     if defaults is not None:
         if not isinstance(defaults, dict):
-            line = _node_at(root, ("defaults",))
+            node = _node_at(root, ("defaults",))
             raise ConfigError(
                 [
                     ConfigIssue(
                         file,
-                        line.start_mark.line + 1 if line else None,
+                        node.start_mark.line + 1 if node else None,
                         "defaults",
                         "must be a mapping of camera fields",
                     )

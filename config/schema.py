@@ -19,7 +19,12 @@ from pydantic import Field, field_validator, model_validator
 
 from config.base import Identifier, RelPoint, StrictModel
 from config.detector import DetectorConfig
-from config.rules import RulesConfig
+from config.rules import (
+    CrowdingRuleConfig,
+    LoiteringRuleConfig,
+    RulesConfig,
+    VehicleFlowRuleConfig,
+)
 from config.tracker import TrackerConfig
 
 __all__ = [
@@ -319,7 +324,11 @@ def check_rule_refs(cam: CameraConfig) -> None:
     zones = {z.id for z in cam.zones}
     lines = {ln.id for ln in cam.lines}
     r = cam.rules
-    for rule in (*r.loitering, *r.crowding):
+    zone_rules: list[LoiteringRuleConfig | CrowdingRuleConfig] = [
+        *r.loitering,
+        *r.crowding,
+    ]
+    for rule in zone_rules:
         if rule.zone not in zones:
             raise ValueError(
                 f"rule {rule.id!r} refers to unknown zone {rule.zone!r} "
@@ -338,10 +347,9 @@ def check_rule_refs(cam: CameraConfig) -> None:
             raise ValueError(
                 f"occupancy {occ.id!r} refers to unknown vehicle_flow rule(s) {missing}"
             )
-    check_unique_ids(
-        "rules",
-        [x.id for x in (*r.loitering, *r.crowding, *r.vehicle_flow, *r.occupancy)],
-    )
+    all_ids = [x.id for x in r.loitering] + [x.id for x in r.crowding]
+    all_ids += [x.id for x in r.vehicle_flow] + [x.id for x in r.occupancy]
+    check_unique_ids("rules", all_ids)
 
 
 class RedisConfig(StrictModel):
@@ -421,7 +429,10 @@ class AppConfig(StrictModel):
         kept = set(self.detector.classes)
         for cam in self.cameras:
             r = cam.rules
-            for rule in (*r.loitering, *r.crowding, *r.vehicle_flow):
+            rules: list[
+                LoiteringRuleConfig | CrowdingRuleConfig | VehicleFlowRuleConfig
+            ] = [*r.loitering, *r.crowding, *r.vehicle_flow]
+            for rule in rules:
                 missing = [c for c in rule.classes if c not in kept]
                 if missing:
                     raise ValueError(

@@ -79,7 +79,7 @@ def _serve(
                 tuple(det.class_names),
                 det.model_sha256,
                 det.model_name,
-                tuple(det.input_size),
+                (int(det.input_size[0]), int(det.input_size[1])),
             ),
         )
     )
@@ -269,12 +269,12 @@ class RemoteDetector:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def _buf(self) -> memoryview:
+    def _buf(self) -> memoryview:  # type: ignore[type-arg]
         if self._shm is None:
             # Attach only. The spawned worker shares the parent's resource tracker,
             # which keeps one entry per name: the service owner unlinks it on stop.
             self._shm = SharedMemory(name=self._shm_name)
-        return self._shm.buf
+        return self._shm.buf  # type: ignore[return-value]
 
     def detect(self, image: npt.NDArray[np.uint8]) -> Detections:
         """Detect on one ``(H, W, 3)`` uint8 BGR image."""

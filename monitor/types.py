@@ -213,6 +213,7 @@ class Detections:
         a = Anchor(anchor)
         x1, y1, x2, y2 = (self.xyxy[:, i] for i in range(4))
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        pts: tuple[npt.NDArray[Any], npt.NDArray[Any]]
         if a is Anchor.CENTER:
             pts = (cx, cy)
         elif a is Anchor.BOTTOM_CENTER:

@@ -333,7 +333,8 @@ def _process_frame(
 # --------------------------------------------------------------------- assembly
 def rule_areas(camera: CameraConfig) -> np.ndarray:
     """``(A, 4)`` relative bounding boxes of the zones and lines the rules use."""
-    used_zones = {r.zone for r in (*camera.rules.loitering, *camera.rules.crowding)}
+    used_zones = {r.zone for r in camera.rules.loitering}
+    used_zones |= {r.zone for r in camera.rules.crowding}
     used_lines = {r.line for r in camera.rules.vehicle_flow}
     pts = [
         np.asarray(z.polygon, np.float32) for z in camera.zones if z.id in used_zones
