@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from config.schema import SupervisorConfig
 from monitor.secrets import redact
 
-__all__ = ["Supervisor", "WorkerState", "install_signal_handlers"]
+__all__ = ["Supervisor", "WorkerState", "install_signal_handlers", "watch_parent"]
 
 log = logging.getLogger(__name__)
 
@@ -263,3 +263,32 @@ def install_signal_handlers(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def watch_parent(sig: int = signal.SIGTERM) -> None:
+    """Call first thing in a worker: get ``sig`` when the supervisor process dies.
+
+    A supervisor killed with SIGKILL (OOM killer, ``kill -9``) cannot stop its workers;
+    without this they would keep running unsupervised, holding cameras and publishing.
+    Uses Linux ``prctl(PR_SET_PDEATHSIG)``; elsewhere a thread polls the parent pid.
+    """
+    import os
+
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(sig), 0, 0, 0) == 0:  # PR_SET_PDEATHSIG = 1
+            if os.getppid() != parent:  # died before prctl took effect
+                os.kill(os.getpid(), sig)
+            return
+    except (OSError, AttributeError):
+        pass
+
+    def poll() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), sig)
+
+    threading.Thread(target=poll, name="watch-parent", daemon=True).start()

@@ -242,3 +242,57 @@ def test_signal_shuts_down_everything(tmp_path, sig) -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def watched_sleeper(stop, marker: str) -> None:
+    from monitor.supervisor import watch_parent
+
+    watch_parent()
+    sleeper(stop, marker)
+
+
+_ORPHAN = """
+import sys, time, multiprocessing as mp
+sys.path.insert(0, {root!r})
+from config.schema import SupervisorConfig
+from monitor.supervisor import Supervisor
+from tests.integration.test_supervisor import watched_sleeper
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    ev = ctx.Event()
+    sup = Supervisor(
+        lambda c: ctx.Process(target=watched_sleeper, args=(ev, {tmp!r} + "/" + c)),
+        ["a", "b"], SupervisorConfig(),
+    )
+    sup.start()
+    print("pids", *sup.pids().values(), flush=True)
+    time.sleep(60)
+"""
+
+
+def test_workers_exit_when_supervisor_is_sigkilled(tmp_path) -> None:
+    """watch_parent(): a supervisor killed with SIGKILL leaves no orphan workers."""
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN.format(root=str(ROOT), tmp=str(tmp_path)))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    pids = [int(p) for p in proc.stdout.readline().split()[1:]]
+    assert len(pids) == 2
+    ready = [tmp_path / f"{c}.ready" for c in "ab"]
+    assert _wait(lambda: all(p.exists() for p in ready), 30)
+    proc.kill()
+    proc.wait(5)
+
+    def gone() -> bool:
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                return False
+            except ProcessLookupError:
+                pass
+        return True
+
+    assert _wait(gone, 10)
+    # They took the clean (flushing) path, not a hard kill.
+    assert all((tmp_path / c).read_text() == "flushed" for c in "ab")
