@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -122,6 +123,12 @@ def create_app(
             for e in exc.errors()[:20]
         ]
         return JSONResponse({"error": "invalid request", "details": details}, 422)
+
+    @app.exception_handler(sa.exc.OperationalError)
+    async def _db_down(_req: Request, exc: sa.exc.OperationalError) -> JSONResponse:
+        # Driver messages can carry connection details: log the type only.
+        log.warning("database unavailable during request (%s)", type(exc.orig).__name__)
+        return JSONResponse({"error": "database unavailable"}, 503)
 
     @app.exception_handler(Exception)
     async def _crash(_req: Request, exc: Exception) -> JSONResponse:

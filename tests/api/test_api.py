@@ -422,3 +422,28 @@ def test_no_secrets_in_responses_or_logs(
     text = "\n".join(bodies) + caplog.text + repr(pg_store)
     assert ADMIN_TOKEN not in text
     assert "postgresql" not in "\n".join(bodies)
+
+
+def test_database_locked_is_503_not_500(tmp_path, monkeypatch) -> None:
+    """While another process holds the SQLite write lock, writes answer 503."""
+    import sqlite3
+
+    store = EventStore.from_url(f"sqlite:///{tmp_path / 'ev.db'}", busy_timeout_ms=100)
+    ev = loiter(camera_id="cam-a")
+    store.apply_event(ev)
+    a = _make_api(store, tmp_path, monkeypatch)
+    lock = sqlite3.connect(tmp_path / "ev.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        r = a.post(
+            "officer", f"/api/events/{ev.event_id}/review", json={"action": "dismiss"}
+        )
+        assert r.status_code == 503 and r.json() == {"error": "database unavailable"}
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    r = a.post(
+        "officer", f"/api/events/{ev.event_id}/review", json={"action": "dismiss"}
+    )
+    assert r.status_code == 201
+    store.close()
