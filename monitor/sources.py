@@ -452,6 +452,7 @@ class LiveSource:
         self._generation = 0
         self._thread: threading.Thread | None = None
         self._connected_mono = time.monotonic()
+        self._looped = False
         self._start_reader()
 
     # ---------------------------------------------------------------- public
@@ -567,11 +568,13 @@ class LiveSource:
         src = self._src
         backoff = src.backoff_initial_s
         first = True
+        self._looped = False
         while not self._stop.is_set() and gen == self._generation:
-            if not first:
+            if not first and not self._looped:
                 with self._cond:
                     self._reconnects.append(time.monotonic())
             first = False
+            self._looped = False
             self._connected_mono = time.monotonic()
             try:
                 cap = _open_capture(self._url, src)
@@ -598,6 +601,8 @@ class LiveSource:
                 cap.release()
             if self._ended or self._stop.is_set() or gen != self._generation:
                 return
+            if self._looped:
+                continue  # a looping file: reopen at once, no back-off, no reconnect
             if got_frames:
                 backoff = src.backoff_initial_s  # it worked for a while: start over
             if not self._sleep(backoff, gen):
@@ -619,6 +624,7 @@ class LiveSource:
                 if is_file:
                     if src.loop and got:
                         log.debug("camera %s: looping file", self.camera_id)
+                        self._looped = True
                         return True
                     self._ended = True
                     self._set_state(

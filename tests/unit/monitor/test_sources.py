@@ -276,3 +276,20 @@ def test_http_missing_path_is_offline_with_message(mjpeg_server) -> None:
         assert "cannot open" in src.stats().last_error
     finally:
         src.close()
+
+
+def test_live_looping_file_restarts_without_gap() -> None:
+    """Regression: a looping live file waited a reconnect back-off (1 s) at every
+    end of file and counted it as a reconnect."""
+    path = require_shared("data/videos/bridge_traffic.mp4")  # 144 frames
+    src = open_source(_cam(path, loop=True, backoff_initial_s=5.0), str(path))
+    try:
+        t0 = time.monotonic()
+        while src.stats().frames_in < 400 and time.monotonic() - t0 < 30:
+            time.sleep(0.1)
+        s = src.stats()
+        assert s.frames_in >= 400  # went round at least twice
+        assert s.reconnects_1h == 0
+        assert s.state == "online" and not src.ended
+    finally:
+        src.close()
