@@ -216,3 +216,15 @@ def test_repr_hides_password() -> None:
     from api.db import redact_db_url
 
     assert "hunter2" not in redact_db_url("postgresql+psycopg://u:hunter2@h/db")
+
+
+def test_migrations_match_orm_models(store: EventStore) -> None:
+    """The hand-written migration creates exactly what the ORM declares."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from api.models import Base
+
+    with store.engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diffs == []
