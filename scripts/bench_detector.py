@@ -131,7 +131,7 @@ def _burn(stop: object) -> None:
 
 
 def session_table(path: Path, rounds: int = 5, runs: int = 10) -> list[str]:
-    """Raw inference ms for session options, idle and with one core kept busy."""
+    """Raw inference ms for session options, as found and with one more busy core."""
     sess = {}
     for label, threads, spin in (
         ("2 threads, spinning", 2, "1"),
@@ -236,7 +236,7 @@ def main() -> int:
         )
         print(f"\n### {name}: session options, raw inference (ms per frame)\n")
         print(
-            "| session | wall, idle | CPU, idle | wall, 1 core busy | CPU, 1 core busy |"
+            "| session | wall | CPU | wall, +1 busy core | CPU, +1 busy core |"
             "\n|---|---:|---:|---:|---:|"
         )
         print("\n".join(session_table(path)))
