@@ -16,6 +16,7 @@ import logging
 import multiprocessing as mp
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -253,3 +254,4 @@ def test_exactly_once_under_faults(tmp_path: Path) -> None:
                 p.kill()
         consumer.stop()
         server.stop()
+        shutil.rmtree(short, ignore_errors=True)
