@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -105,9 +106,10 @@ class FrameHealth:
         sh = max(1, round(h * sw / w))
         # Nearest-neighbour down to 4x the target first (cheap on 1080p), then area
         # averaging (smooths sensor noise), then grey on ~2k pixels only.
+        img: npt.NDArray[np.integer[Any] | np.floating[Any]] = image
         if w > 4 * sw:
-            image = cv2.resize(image, (4 * sw, 4 * sh), interpolation=cv2.INTER_NEAREST)
-        small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+            img = cv2.resize(img, (4 * sw, 4 * sh), interpolation=cv2.INTER_NEAREST)
+        small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
         return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
 
     def update(self, frame: Frame) -> list[HealthChange]:

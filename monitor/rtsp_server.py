@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
+import functools
 import logging
 import os
 import secrets as _secrets
@@ -274,7 +276,10 @@ class RtspServer:
     # ---------------------------------------------------------------- internals
     def _call(self, coro: object, timeout_s: float = 10.0) -> object:
         assert self._loop is not None
-        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
+        fut: concurrent.futures.Future[object] = asyncio.run_coroutine_threadsafe(
+            coro,  # type: ignore[arg-type]
+            self._loop,
+        )
         return fut.result(timeout_s)
 
     async def _listen(self) -> None:
@@ -312,7 +317,7 @@ class RtspServer:
             for sock, ch in ((a, 0), (b, 1)):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
                 tr, _ = await loop.create_datagram_endpoint(
-                    lambda ch=ch: _RtpSink(s, ch), sock=sock
+                    functools.partial(_RtpSink, s, ch), sock=sock
                 )
                 s.transports.append(tr)
             return port

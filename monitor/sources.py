@@ -576,13 +576,12 @@ class LiveSource:
             first = False
             self._looped = False
             self._connected_mono = time.monotonic()
+            cap: cv2.VideoCapture | None = None
             try:
                 cap = _open_capture(self._url, src)
-            except Exception as exc:  # noqa: BLE001 - reported, then retried
-                cap = None
-                err = f"cannot open source: {exc}"
-            else:
                 err = "" if cap.isOpened() else _open_error(self._url, src)
+            except Exception as exc:  # noqa: BLE001 - reported, then retried
+                err = f"cannot open source: {exc}"
             if cap is None or not cap.isOpened():
                 if cap is not None:
                     cap.release()
@@ -660,7 +659,11 @@ class LiveSource:
                     self._dropped += 1
                 self._frames_in += 1
                 self._newest = Frame(
-                    self.camera_id, self._frames_in, now_ts, now_mono, image
+                    self.camera_id,
+                    self._frames_in,
+                    now_ts,
+                    now_mono,
+                    np.asarray(image, dtype=np.uint8),
                 )
                 self._last_frame_ts = now_ts
                 self._last_frame_mono = now_mono
