@@ -274,6 +274,16 @@ class EventConsumer:
                 raise
             cursor, entries = _s(res[0]), res[1]
             self._claim_cursor[s] = cursor
+            # Entries trimmed (MAXLEN) before anyone stored them: their data is gone.
+            # Redis 7 drops them from the PEL itself (listed in res[2]); 6.2 returns
+            # them with nil fields and keeps them pending. Either way they are made
+            # visible in the dead-letter stream instead of vanishing silently.
+            gone = [_s(e[0]) for e in entries if e is not None and e[1] is None]
+            if len(res) > 2:
+                gone += [_s(x) for x in res[2] or []]
+            if gone:
+                reason = "entry trimmed from the stream before it was stored"
+                self._dead_letter(s, [(mid, {}, reason) for mid in gone])
             entries = [e for e in entries if e is not None and e[1] is not None]
             if entries:
                 self.stats.claimed += len(entries)

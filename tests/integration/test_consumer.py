@@ -252,3 +252,23 @@ def test_app_lifespan_runs_the_consumer(
             time.sleep(0.05)
     assert got is not None and got.status_code == 200
     assert got.json()["camera_id"] == ev.camera_id
+
+
+def test_trimmed_pending_entries_are_dead_lettered(r, store, unique) -> None:
+    """Entries trimmed by MAXLEN while pending on a dead consumer are reported in the
+    dead-letter stream (not silently lost, not pending forever)."""
+    s = f"t:{unique}:events"
+    make(r, store, unique, name="dead")
+    ids = [r.xadd(s, encode_event(loiter())).decode() for _ in range(3)]
+    r.xreadgroup("g", "dead", {s: ">"}, count=10)
+    r.xtrim(s, maxlen=1, approximate=False)  # the first two are gone
+    time.sleep(0.15)
+    c = make(r, store, unique, name="c2", claim_idle_ms=100)
+    drain(c)
+    dead = {
+        f[b"original_id"].decode(): f[b"reason"].decode()
+        for _, f in r.xrange(f"t:{unique}:dead")
+    }
+    assert set(dead) == set(ids[:2])
+    assert all("trimmed" in v for v in dead.values())
+    assert store.count_events() == 1 and pending(r, s) == 0
