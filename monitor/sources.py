@@ -451,7 +451,8 @@ class LiveSource:
         self._ended = False
         self._generation = 0
         self._thread: threading.Thread | None = None
-        self._connected_mono = time.monotonic()
+        self._busy_since: float | None = None  # reader inside a blocking call since
+        self._restart_lock = threading.Lock()
         self._looped = False
         self._start_reader()
 
@@ -545,22 +546,27 @@ class LiveSource:
                 self._set_state(
                     "offline", f"stalled: no frame for {silent:.1f} s (reconnecting)"
                 )
-        # A reader should return within read/open timeouts; if it did not, FFmpeg
-        # ignored them: abandon the thread (it exits when it finally returns).
-        grace = self._src.stall_s + max(
-            self._src.read_timeout_s, self._src.open_timeout_s
-        )
-        ref = max(last or 0.0, self._connected_mono)
-        if self._state == "offline" and now - ref > grace + self._backoff_cap():
-            log.warning("camera %s: reader hung, starting a new one", self.camera_id)
-            self._connected_mono = now
-            self._start_reader()
-
-    def _backoff_cap(self) -> float:
-        return self._src.backoff_max_s + 1.0
+        # A reader inside OpenCV should come back within its open/read timeouts
+        # (plus our own 3 s diagnosis); if it did not, FFmpeg ignored them: abandon
+        # the thread (it exits when it finally returns) and start a fresh one.
+        src = self._src
+        limit = src.open_timeout_s + min(src.read_timeout_s, src.stall_s) + 3.0 + 2.0
+        with self._restart_lock:
+            busy = self._busy_since
+            if busy is not None and now - busy > limit:
+                self._set_state(
+                    "offline", f"reader stuck for {now - busy:.0f} s inside the decoder"
+                )
+                log.warning(
+                    "camera %s: reader hung, starting a new one", self.camera_id
+                )
+                self._busy_since = now
+                self._start_reader()
 
     def _sleep(self, seconds: float, gen: int) -> bool:
         """Interruptible sleep; False when the reader should exit."""
+        if gen == self._generation:
+            self._busy_since = None  # sleeping on purpose, not hung
         self._stop.wait(seconds)
         return not self._stop.is_set() and gen == self._generation
 
@@ -575,7 +581,7 @@ class LiveSource:
                     self._reconnects.append(time.monotonic())
             first = False
             self._looped = False
-            self._connected_mono = time.monotonic()
+            self._busy_since = time.monotonic()
             cap: cv2.VideoCapture | None = None
             try:
                 cap = _open_capture(self._url, src)
@@ -667,6 +673,7 @@ class LiveSource:
                 )
                 self._last_frame_ts = now_ts
                 self._last_frame_mono = now_mono
+                self._busy_since = now_mono
                 self._arrivals.append(now_mono)
                 if len(self._arrivals) > 4096:
                     self._arrivals.popleft()
