@@ -630,9 +630,10 @@ class OnnxDetector:
     def detect_batch(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[Detections]:
         """Detect objects in several frames (or crops) of any sizes.
 
-        Frames are letterboxed into one ``(B, 3, h, w)`` tensor; a model with a
-        dynamic batch dimension runs it in one call, a fixed-batch model in chunks of
-        its batch size.
+        Frames are letterboxed into one ``(B, 3, h, w)`` tensor. With ``threads`` > 1
+        the frames (chunks of the model's fixed batch size, or ``B / threads`` frames
+        for a dynamic batch dimension) run concurrently on a one-thread session;
+        with 1 thread they run one after the other.
 
         Args:
             images: Frames as for :meth:`detect`.
