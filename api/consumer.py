@@ -38,6 +38,7 @@ from monitor.events import (
     MessageError,
     decode_event,
 )
+from monitor.secrets import redact
 
 __all__ = ["ConsumerStats", "EventConsumer", "decode_heartbeat"]
 
@@ -402,6 +403,8 @@ class EventConsumer:
                 if isinstance(data, bytes)
                 else str(data).encode("utf-8", "replace")
             )
+            # Whatever a broken worker sent may hold a camera URL with credentials.
+            kept = redact(raw[:DEAD_LETTER_DATA_BYTES].decode("utf-8", "replace"))
             pipe.xadd(
                 self.dead_letter_stream,
                 {
@@ -410,7 +413,7 @@ class EventConsumer:
                     "reason": reason,
                     "type": _s(fields.get("type", fields.get(b"type", "")))[:50],
                     "v": _s(fields.get("v", fields.get(b"v", "")))[:20],
-                    "data": raw[:DEAD_LETTER_DATA_BYTES],
+                    "data": kept,
                     "data_bytes": str(len(raw)),
                 },
                 maxlen=DEAD_LETTER_MAXLEN,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from api.deps import Store, require_role
 from api.schemas import AuditOut, DeadLetterOut
 from api.storage import User
+from monitor.secrets import redact
 
 __all__ = ["router"]
 
@@ -47,10 +48,10 @@ def dead_letters(
                 id=_s(eid),
                 stream=f.get("stream", ""),
                 original_id=f.get("original_id", ""),
-                reason=f.get("reason", ""),
+                reason=redact(f.get("reason", "")),
                 type=f.get("type", ""),
                 v=f.get("v", ""),
-                data=f.get("data", ""),
+                data=redact(f.get("data", "")),
                 data_bytes=int(f.get("data_bytes", "0") or 0),
             )
         )

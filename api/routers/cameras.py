@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from api.deps import CurrentUser, Store, get_settings
 from api.schemas import CameraOut
 from api.settings import ApiSettings
+from monitor.secrets import redact
 
 __all__ = ["router"]
 
@@ -40,7 +41,7 @@ def cameras(
                 frames_dropped=d.get("frames_dropped", 0),
                 reconnects_1h=d.get("reconnects_1h", 0),
                 last_frame_ts=d.get("last_frame_ts"),
-                message=d.get("message", ""),
+                message=redact(d.get("message", "")),
             )
         )
     return out

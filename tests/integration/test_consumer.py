@@ -272,3 +272,18 @@ def test_trimmed_pending_entries_are_dead_lettered(r, store, unique) -> None:
     assert set(dead) == set(ids[:2])
     assert all("trimmed" in v for v in dead.values())
     assert store.count_events() == 1 and pending(r, s) == 0
+
+
+def test_dead_letter_data_has_no_camera_credentials(r, store, unique) -> None:
+    c = make(r, store, unique)
+    s = f"t:{unique}:events"
+    for url in (
+        "rtsp://admin:s3cretPW@10.0.0.5/live",
+        "rtsp%3A%2F%2Fadmin%3As3cretPW%4010.0.0.5",
+    ):
+        r.xadd(s, {"v": "1", "type": "event", "data": '{"source": "' + url + '"'})
+    drain(c)
+    dead = r.xrange(f"t:{unique}:dead")
+    assert len(dead) == 2
+    for _, f in dead:
+        assert b"s3cretPW" not in f[b"data"] and b"10.0.0.5" in f[b"data"]
