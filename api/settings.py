@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from config.schema import AppConfig
 
 __all__ = ["ApiSettings"]
 
@@ -35,3 +39,21 @@ class ApiSettings(BaseModel):
         if v := os.environ.get("HALLMONITOR_DEAD_LETTER_STREAM"):
             kw["dead_letter_stream"] = v
         return cls.model_validate(kw)
+
+    @classmethod
+    def from_config(cls, cfg: AppConfig) -> ApiSettings:
+        """Settings from the deployment YAML (retention, heartbeat, dead letters)."""
+        return cls(
+            heartbeat_interval_s=cfg.supervisor.heartbeat_s,
+            retention_days=cfg.storage.retention_days,
+            dead_letter_stream=cfg.redis.dead_letter_stream,
+        )
+
+    def consumer_kwargs(self, cfg: AppConfig) -> dict[str, str]:
+        """``EventConsumer`` stream/group keyword arguments from the YAML."""
+        return {
+            "stream": cfg.redis.stream,
+            "group": cfg.redis.group,
+            "heartbeat_stream": cfg.redis.heartbeat_stream,
+            "dead_letter_stream": cfg.redis.dead_letter_stream,
+        }

@@ -447,3 +447,26 @@ def test_database_locked_is_503_not_500(tmp_path, monkeypatch) -> None:
     )
     assert r.status_code == 201
     store.close()
+
+
+def test_settings_from_app_config() -> None:
+    from config.loader import load_config
+    from config.schema import RedisConfig, StorageConfig, SupervisorConfig
+
+    base = load_config(
+        Path(__file__).resolve().parents[2] / "config/campus.example.yaml"
+    )
+    cfg = base.model_copy(
+        update={
+            "storage": StorageConfig(retention_days=7),
+            "supervisor": SupervisorConfig(heartbeat_s=5),
+            "redis": RedisConfig(dead_letter_stream="x:dead", stream="x:ev"),
+        }
+    )
+    s = ApiSettings.from_config(cfg)
+    assert (s.retention_days, s.heartbeat_interval_s, s.dead_letter_stream) == (
+        7,
+        5,
+        "x:dead",
+    )
+    assert s.consumer_kwargs(cfg)["stream"] == "x:ev"
