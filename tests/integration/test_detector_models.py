@@ -99,17 +99,26 @@ def test_matches_independent_reference(
     model: str,
     image: str,
 ) -> None:
-    """Every box matches the reference within a few pixels, same class and score."""
+    """Every box matches the reference within a few pixels, same class and score.
+
+    Boxes within SCORE_TOL of the threshold (the 0.31 half-visible person on bus.jpg
+    with YOLOv8n-int8) may fall either side of it on another CPU's int8 kernels, so
+    they need not be present, but must match when they are.
+    """
     ref = reference["results"][model][image]
     out = detectors[model].detect(_image(image))
-    assert len(out) == len(ref), (out.to_dict_rows(), ref)
     ref_xyxy = np.array([r["xyxy"] for r in ref], np.float32)
+    matched: set[int] = set()
     for i in range(len(out)):
         d = np.abs(ref_xyxy - out.xyxy[i]).max(axis=1)
         j = int(d.argmin())
         assert d[j] <= BOX_TOL_PX, (i, out.xyxy[i], ref_xyxy[j])
         assert int(out.class_id[i]) == ref[j]["class_id"]
         assert abs(float(out.confidence[i]) - ref[j]["confidence"]) <= SCORE_TOL
+        matched.add(j)
+    sure = {j for j, r in enumerate(ref) if r["confidence"] >= SCORE + SCORE_TOL}
+    assert sure <= matched, (out.to_dict_rows(), ref)
+    assert len(matched) == len(out)  # no two outputs on one reference box
 
 
 def test_batch_equals_single(detectors: dict[str, OnnxDetector]) -> None:
