@@ -69,6 +69,7 @@ def run_all(
     import uvicorn
 
     from api.main import create_app
+    from api.settings import ApiSettings
     from monitor.events import (
         CameraHealthPayload,
         CameraHeartbeat,
@@ -161,17 +162,16 @@ def run_all(
     )
     sup_thread.start()
 
+    settings = ApiSettings.from_config(app)
     api = create_app(
         store=store,
         media_root=media_root(app),
         redis=r,
+        settings=settings,
         start_consumer=True,
         consumer_kwargs={
-            "stream": app.redis.stream,
-            "group": app.redis.group,
+            **settings.consumer_kwargs(app),
             "consumer": f"api-{os.getpid()}",
-            "heartbeat_stream": app.redis.heartbeat_stream,
-            "dead_letter_stream": app.redis.dead_letter_stream,
         },
     )
     server = uvicorn.Server(
