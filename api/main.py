@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 
 from api.consumer import EventConsumer
 from api.retention import retention_loop
-from api.routers import admin, cameras, events, health, reports
+from api.routers import admin, cameras, events, health, pages, reports
 from api.settings import ApiSettings
 from api.storage import EventStore, StoreError
 
@@ -141,6 +141,7 @@ def create_app(
         reports.router,
         admin.router,
         health.router,
+        pages.router,
     ):
         app.include_router(r)
     return app

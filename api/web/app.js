@@ -1,0 +1,171 @@
+// hallmonitor web pages: review queue and camera wall.
+// The API token never goes in a URL sent to the server: it is read once from the
+// location fragment (#token=...) or the sign-in form, kept in sessionStorage and sent
+// as an Authorization header. Data is rendered with textContent only (no HTML from
+// the API is ever interpreted).
+"use strict";
+
+const KEY = "hallmonitor.token";
+const $ = (id) => document.getElementById(id);
+
+function takeTokenFromFragment() {
+  const m = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
+  if (m) {
+    sessionStorage.setItem(KEY, decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+}
+
+function token() { return sessionStorage.getItem(KEY); }
+
+async function api(path, opts = {}) {
+  const headers = Object.assign({ Authorization: "Bearer " + token() }, opts.headers || {});
+  const r = await fetch(path, Object.assign({}, opts, { headers }));
+  if (r.status === 401) { sessionStorage.removeItem(KEY); showLogin(); throw new Error("signed out"); }
+  return r;
+}
+
+function showError(msg) {
+  const e = $("error");
+  e.textContent = msg;
+  e.hidden = !msg;
+}
+
+function showLogin() {
+  $("login").hidden = false;
+  $("logout").hidden = true;
+}
+
+function el(tag, attrs = {}, text) {
+  const n = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+  if (text !== undefined) n.textContent = text;
+  return n;
+}
+
+async function loadImage(img, path) {
+  try {
+    const r = await api(path);
+    if (!r.ok) { img.dataset.loaded = "missing"; return; }
+    img.src = URL.createObjectURL(await r.blob());
+    img.addEventListener("load", () => {
+      img.dataset.loaded = "1";
+      img.dataset.width = String(img.naturalWidth);
+    }, { once: true });
+  } catch (e) { img.dataset.loaded = "error"; }
+}
+
+function describe(ev) {
+  const p = ev.payload || {};
+  switch (ev.kind) {
+    case "loitering": return `loitering in ${p.zone_id}: ${p.class_name} #${p.tracker_id}, ${Math.round(p.dwell_s)} s`;
+    case "crowding": return `crowding in ${p.zone_id}: ${p.count} (max ${p.max_count}) for ${Math.round(p.duration_s)} s`;
+    case "wrong_way": return `wrong way at ${p.line_id}: ${p.class_name}`;
+    case "vehicle_flow": {
+      const sum = (o) => Object.values(o || {}).reduce((a, b) => a + b, 0);
+      return `flow at ${p.line_id}: ${sum(p.counts_in)} in, ${sum(p.counts_out)} out`;
+    }
+    case "camera_health": return `camera ${p.status}: ${p.message || ""}`;
+    default: return ev.kind;
+  }
+}
+
+const EVIDENCE = new Set(["loitering", "crowding", "wrong_way"]);
+
+async function review(ev, action, note, row) {
+  const r = await api(`/api/events/${ev.id}/review`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ action, note }),
+  });
+  if (!r.ok) { showError(`review failed: ${r.status}`); return; }
+  const status = { acknowledge: "acknowledged", escalate: "escalated", dismiss: "dismissed" }[action];
+  row.querySelector(".status").textContent = status;
+  row.dataset.status = status;
+}
+
+async function renderReview() {
+  const params = new URLSearchParams({ limit: "50" });
+  if ($("kind").value) params.set("kind", $("kind").value);
+  if ($("status").value) params.set("review_status", $("status").value);
+  const r = await api("/api/events?" + params);
+  if (!r.ok) { showError(`could not load events: ${r.status}`); return; }
+  showError("");
+  const page = await r.json();
+  const body = document.querySelector("#events tbody");
+  body.replaceChildren();
+  $("count").textContent = `${page.items.length} event(s)`;
+  for (const ev of page.items) {
+    const row = el("tr", { "data-event-id": ev.id, "data-kind": ev.kind, "data-status": ev.review_status });
+    const imgCell = el("td");
+    if (EVIDENCE.has(ev.kind)) {
+      const img = el("img", { alt: `snapshot of ${ev.kind} on ${ev.camera_id}` });
+      imgCell.append(img);
+      loadImage(img, `/api/events/${ev.id}/snapshot.jpg`);
+    }
+    row.append(imgCell,
+      el("td", {}, new Date(ev.ts).toLocaleString()),
+      el("td", {}, ev.camera_id),
+      el("td", {}, describe(ev)),
+      el("td", { class: "sev-" + ev.severity }, ev.severity),
+      el("td", { class: "status" }, ev.review_status));
+    const act = el("td");
+    const note = el("input", { placeholder: "note", maxlength: "2000", "aria-label": "review note" });
+    act.append(note);
+    for (const a of ["acknowledge", "escalate", "dismiss"]) {
+      const b = el("button", { type: "button", "data-action": a }, a);
+      b.addEventListener("click", () => review(ev, a, note.value, row));
+      act.append(b);
+    }
+    row.append(act);
+    body.append(row);
+  }
+  document.body.dataset.ready = "1";
+}
+
+async function renderWall() {
+  const r = await api("/api/cameras");
+  if (!r.ok) { showError(`could not load cameras: ${r.status}`); return; }
+  showError("");
+  const cams = await r.json();
+  const wall = $("wall");
+  wall.replaceChildren();
+  for (const c of cams) {
+    const state = c.stale ? "offline" : c.state;
+    const tile = el("article", { class: `tile ${state}`, "data-camera": c.camera_id, "data-state": state });
+    tile.append(el("h2", {}, c.camera_id),
+      el("p", { class: "state" }, `${state} · ${c.fps_in.toFixed(1)} fps in · ${c.fps_out.toFixed(1)} fps out · ${c.frames_dropped} dropped`),
+      el("p", { class: "muted" }, c.last_frame_ts ? `last frame ${new Date(c.last_frame_ts).toLocaleTimeString()}` : "no frame yet"));
+    if (c.message) tile.append(el("p", { class: "muted" }, c.message));
+    const img = el("img", { alt: `latest event on ${c.camera_id}` });
+    tile.append(img);
+    wall.append(tile);
+    const ev = await api(`/api/events?camera_id=${encodeURIComponent(c.camera_id)}&kind=loitering&limit=1`);
+    const items = ev.ok ? (await ev.json()).items : [];
+    if (items.length) loadImage(img, `/api/events/${items[0].id}/snapshot.jpg`);
+    else img.dataset.loaded = "none";
+  }
+  document.body.dataset.ready = "1";
+}
+
+async function start() {
+  takeTokenFromFragment();
+  $("login").addEventListener("submit", (e) => {
+    e.preventDefault();
+    sessionStorage.setItem(KEY, $("token").value);
+    location.reload();
+  });
+  $("logout").addEventListener("click", () => { sessionStorage.removeItem(KEY); location.reload(); });
+  if (!token()) { showLogin(); return; }
+  $("logout").hidden = false;
+  const page = document.body.dataset.page;
+  const render = page === "wall" ? renderWall : renderReview;
+  if (page === "review") {
+    $("kind").addEventListener("change", render);
+    $("status").addEventListener("change", render);
+  }
+  try { await render(); } catch (e) { showError(String(e.message || e)); }
+  setInterval(() => render().catch((e) => showError(String(e.message || e))), page === "wall" ? 5000 : 15000);
+}
+
+start();
