@@ -101,7 +101,7 @@ async function renderReview() {
     if (EVIDENCE.has(ev.kind)) {
       const img = el("img", { alt: `snapshot of ${ev.kind} on ${ev.camera_id}` });
       imgCell.append(img);
-      loadImage(img, `/api/events/${ev.id}/snapshot.jpg`);
+      loadImage(img, `/api/events/${ev.id}/snapshot.jpg?boxes=true`);
     }
     row.append(imgCell,
       el("td", {}, new Date(ev.ts).toLocaleString()),
