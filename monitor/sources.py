@@ -641,7 +641,9 @@ class LiveSource:
                     return got
                 last = self._last_frame_mono
                 silent = time.monotonic() - last if (got and last is not None) else 0.0
-                if silent >= 0.9 * src.stall_s:
+                # A read timeout (capped at stall_s) after a long silence is a stall;
+                # a connection cut mid-stream fails within a frame interval.
+                if silent >= 0.5 * src.stall_s:
                     why = f"stalled: no frame for {silent:.1f} s (reconnecting)"
                 elif n:
                     why = f"stream interrupted after {n} frames (reconnecting)"
