@@ -424,7 +424,9 @@ def camera_process_main(
     from config.loader import load_config
     from monitor.logs import setup_logging
     from monitor.publisher import EventPublisher
+    from monitor.supervisor import watch_parent
 
+    watch_parent()  # SIGTERM us if the supervisor dies, even by SIGKILL
     setup_logging(os.environ.get("HALLMONITOR_LOG_LEVEL", "INFO"))
     app = load_config(config_path)
     camera = app.camera(camera_id)

@@ -293,3 +293,27 @@ def test_live_looping_file_restarts_without_gap() -> None:
         assert s.state == "online" and not src.ended
     finally:
         src.close()
+
+
+def test_live_converts_only_what_the_worker_can_use() -> None:
+    """Decode cost (issue #8): at 25 fps in and detect_fps 2, frames are grabbed
+    but only ~4/s are converted to BGR; every grabbed frame is still counted."""
+    from monitor.sources import LiveSource
+
+    path = require_shared("data/videos/road_traffic.mp4")
+    cam = _cam(path, realtime=True, loop=True)
+    src = LiveSource("cam", str(path), cam.source, decode_fps=4.0)
+    try:
+        got = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2.0:
+            f = src.read(timeout_s=0.5)  # a greedy reader sees every converted frame
+            if f is not None:
+                got.append(f)
+        s = src.stats()
+        assert s.frames_in >= 40  # ~50 grabbed in 2 s
+        assert 5 <= len(got) <= 11  # ~8 converted (4/s), not 50
+        assert np.min(np.diff([f.seq for f in got])) >= 3  # seq gaps = skipped frames
+        assert s.frames_dropped >= s.frames_in - len(got) - 1
+    finally:
+        src.close()
