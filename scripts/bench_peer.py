@@ -336,33 +336,42 @@ def label(r: dict[str, Any]) -> str:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    """One markdown table: loop x sampling -> frames/s, counts, error vs hand count."""
+    """One markdown table: loop x sampling -> frames/s, counts, error vs hand count.
+
+    "× peer" compares processed frames/s with the peer loop at the same sampling in
+    the same pass (rows of one ``--json`` file appended by several runs carry a
+    ``pass`` number; without one, pass 1).
+    """
     print(
-        "\n## Peer comparison (2 CPU cores; yolov8n_int8.onnx, whose integer kernels "
-        "are slow here: ~205 ms per inference)\n"
+        "\n## Peer comparison (2 shared CPU cores; yolov8n_int8.onnx, whose integer "
+        "kernels are slow here: ~205 ms per inference in MANIFEST.md)\n"
     )
     print(
-        "| video | loop | sampling | frames processed | detector calls | wall s | "
+        "| pass | loop | sampling | frames processed | detector calls | wall s | "
         "processed frames/s | video frames/s | × peer (same sampling) | "
-        "gate in/out | hand-segment in/out | hand count in/out | |error| vs hand |"
+        "gate in/out | hand-segment in/out | hand count in/out | |error| vs hand | "
+        "load 1m after |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     peer_fps = {
-        (r["video"], r["sampling"]): r["frames_processed"] / r["wall_s"]
+        (r["video"], r["sampling"], r.get("pass", 1)): r["frames_processed"]
+        / r["wall_s"]
         for r in rows
         if r["loop"] == "peer" and "error" not in r
     }
     for r in rows:
+        pas = r.get("pass", 1)
         if "error" in r:
-            print(
-                f"| {r['video']} | {label(r)} | {r['sampling']} | failed: {r['error']} |"
-            )
+            print(f"| {pas} | {label(r)} | {r['sampling']} | failed: {r['error']} |")
             continue
         fps = r["frames_processed"] / r["wall_s"]
         total = _frame_count(SHARED / "data" / "videos" / r["video"])
         vfps = total / r["wall_s"] if not r.get("max_frames") else float("nan")
-        ratio = fps / peer_fps[(r["video"], r["sampling"])] if (
-            r["video"], r["sampling"]) in peer_fps else float("nan")  # fmt: skip
+        key = (r["video"], r["sampling"], pas)
+        ratio = (
+            "-" if r["loop"] == "peer" or key not in peer_fps
+            else f"{fps / peer_fps[key]:.1f}×"
+        )  # fmt: skip
         gate = r["counts"].get("gate", ["-", "-"])
         hand_line = r["counts"].get("hand")
         hc = hand_count(r["video"])
@@ -372,11 +381,12 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             else "n/a"
         )
         print(
-            f"| {r['video']} | {label(r)} | {r['sampling']} | {r['frames_processed']} | "
+            f"| {pas} | {label(r)} | {r['sampling']} | {r['frames_processed']} | "
             f"{r['detector_calls']} | {r['wall_s']:.0f} | {fps:.2f} | {vfps:.1f} | "
-            f"{ratio:.1f}× | {gate[0]}/{gate[1]} | "
+            f"{ratio} | {gate[0]}/{gate[1]} | "
             f"{'/'.join(map(str, hand_line)) if hand_line else 'n/a'} | "
-            f"{'/'.join(map(str, hc)) if hc else 'n/a'} | {err} |"
+            f"{'/'.join(map(str, hc)) if hc else 'n/a'} | {err} | "
+            f"{r.get('loadavg_1m_after', '-')} |"
         )
 
 
