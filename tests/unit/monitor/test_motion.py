@@ -47,7 +47,7 @@ def test_moving_box_is_found_where_it_is() -> None:
     res = run(frames)
     last = res[-1]
     assert len(last.boxes) >= 1 and not last.scene_change
-    x1, y1, x2, y2 = last.boxes[np.argmax((last.boxes[:, 2] - last.boxes[:, 0]))]
+    x1, y1, x2, y2 = last.boxes[np.argmax(last.boxes[:, 2] - last.boxes[:, 0])]
     # the box (180..240, 150..250) is inside the reported region (small-grid slack)
     assert x1 <= 180 + 8 and x2 >= 240 - 8 and y1 <= 150 + 8 and y2 >= 250 - 8
 
