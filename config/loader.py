@@ -120,10 +120,11 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
         storage["media_dir"] = _resolve(base_dir, storage["media_dir"])
     for cam in raw.get("cameras") or []:
         src = cam.get("source") if isinstance(cam, dict) else None
-        if isinstance(src, dict) and isinstance(src.get("url"), str):
-            url = src["url"]
-            if "://" not in url and not url.startswith("device:"):
-                src["url"] = _resolve(base_dir, url)
+        for key in ("url", "detect_url"):
+            if isinstance(src, dict) and isinstance(src.get(key), str):
+                url = src[key]
+                if "://" not in url and not url.startswith("device:"):
+                    src[key] = _resolve(base_dir, url)
 
 
 def _iter_issues(

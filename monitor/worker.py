@@ -371,7 +371,11 @@ def build_parts(
     from pipelines.factory import build_pipelines
 
     det = detector or load_detector(app.detector)
-    url = build_source_url(camera.source, app.secrets_file)
+    src_cfg = camera.source
+    if src_cfg.detect_url and not replay:
+        # The camera's sub-stream: same credentials, far cheaper to decode.
+        src_cfg = src_cfg.model_copy(update={"url": src_cfg.detect_url})
+    url = build_source_url(src_cfg, app.secrets_file)
     source = open_source(
         camera, url, replay=replay, sample_fps=camera.detect_fps if replay else None
     )

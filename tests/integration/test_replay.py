@@ -74,3 +74,28 @@ def test_events_are_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
           "--max-frames", "40"])  # fmt: skip
     for line in capsys.readouterr().out.splitlines():
         json.loads(line)
+
+
+def test_live_worker_decodes_the_sub_stream() -> None:
+    """source.detect_url (the camera's sub-stream) is what a live worker decodes."""
+    from config.loader import load_config
+    from monitor.worker import build_parts
+
+    video = require_shared("data/videos/road_traffic.mp4")
+    app = load_config(CONFIG)
+    cam = app.camera("road")
+    cam = cam.model_copy(
+        update={"source": cam.source.model_copy(
+            update={"url": "/nonexistent/main-stream.mp4", "detect_url": str(video)})}
+    )  # fmt: skip
+
+    class _Sink:
+        def publish(self, e: object) -> None: ...
+        def publish_heartbeat(self, h: object) -> None: ...
+
+    parts = build_parts(app, cam, _Sink(), evidence=False)  # type: ignore[arg-type]
+    try:
+        frame = parts.source.read(timeout_s=10)
+        assert frame is not None and frame.resolution_wh == (640, 360)
+    finally:
+        parts.close()

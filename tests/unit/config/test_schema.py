@@ -181,3 +181,11 @@ def test_inline_credentials_refused_without_echo(url: str) -> None:
 def test_unknown_timezone() -> None:
     with pytest.raises(ValidationError, match="unknown time zone"):
         schema.CameraConfig(id="c", source=CAM_SOURCE, timezone="Mars/Olympus")
+
+
+def test_detect_url_is_checked_like_url() -> None:
+    """A sub-stream URL is validated like the main one (no inline credentials)."""
+    ok = schema.SourceConfig(url="rtsp://cam/main", detect_url="rtsp://cam/sub")
+    assert ok.detect_url == "rtsp://cam/sub"
+    with pytest.raises(ValidationError, match="credentials must not be written inline"):
+        schema.SourceConfig(url="rtsp://cam/main", detect_url="rtsp://u:p@cam/sub")
