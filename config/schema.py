@@ -257,6 +257,20 @@ class GatingConfig(StrictModel):
         description="Crops covering more than this fraction of the "
         "frame are replaced by one full-frame pass",
     )
+    idle_fps: float | None = Field(
+        None,
+        gt=0,
+        le=60,
+        description="Frames/s sampled while nothing moves and nothing is tracked "
+        "(null: the camera's detect_fps)",
+    )
+    active_fps: float | None = Field(
+        None,
+        gt=0,
+        le=60,
+        description="Frames/s sampled while something moves or is tracked inside a "
+        "rule's zone/line area (null: the camera's detect_fps)",
+    )
     restrict_to_rules: bool = Field(
         True,
         description="regions mode: detect only around the camera's zones and lines "

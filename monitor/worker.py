@@ -78,6 +78,7 @@ class WorkerStats:
     events: int = 0
     frame_errors: int = 0
     plans: dict[str, int] = field(default_factory=dict)
+    last_plan: tuple[Plan | None, str] = (None, "")
     started_mono: float = field(default_factory=time.monotonic)
 
 
@@ -180,6 +181,7 @@ def run_camera(
     """
     stats = WorkerStats()
     period = 1.0 / camera.detect_fps
+    last_plan: tuple[Plan | None, str] = (None, "")
     next_tick = time.monotonic()
     last_hb = 0.0
     last_state: str | None = None
@@ -245,6 +247,7 @@ def run_camera(
             if wait > 0:
                 time.sleep(min(wait, 0.5))
                 continue
+            period = next_period(camera, *last_plan)
             next_tick = max(next_tick + period, now)
         frame = source.read(timeout_s=0.5)
         check_source_state(time.time())
@@ -260,6 +263,7 @@ def run_camera(
             stats.frame_errors += 1
             log.exception("camera %s: error processing frame %d", camera.id, frame.seq)
             continue
+        last_plan = stats.last_plan
         for ev in events:
             emit(ev)
         if observer is not None:
@@ -275,6 +279,22 @@ def run_camera(
         stats.events,
     )
     return stats
+
+
+def next_period(camera: CameraConfig, plan: Plan | None, reason: str = "") -> float:
+    """Seconds until the next sampled frame, adapted to activity.
+
+    Idle scenes (the gate skipped the detector) are sampled at ``gating.idle_fps``;
+    activity inside a rule's zone/line area at ``gating.active_fps``; anything else,
+    and every camera without those settings, at ``detect_fps``.
+    """
+    g = camera.gating
+    fps = camera.detect_fps
+    if plan is Plan.SKIP and g.idle_fps:
+        fps = g.idle_fps
+    elif reason == "rule-areas" and g.active_fps:
+        fps = g.active_fps
+    return 1.0 / fps
 
 
 def _process_frame(
@@ -300,6 +320,7 @@ def _process_frame(
         else GateDecision(Plan.FULL, np.zeros((0, 4), np.int32), None, "no-gate")
     )
     stats.plans[decision.plan.value] = stats.plans.get(decision.plan.value, 0) + 1
+    stats.last_plan = (decision.plan, decision.reason)
     try:
         detections = detect_plan(parts.detector, frame, decision)
         if detections is not None:

@@ -19,10 +19,11 @@ from config.schema import CameraConfig, EvidenceConfig
 from config.tracker import TrackerConfig
 from monitor.events import CameraHeartbeat, Event, EventKind, EventState
 from monitor.evidence import EvidenceRecorder
+from monitor.regions import Plan
 from monitor.sources import SourceStats
 from monitor.tracker import Tracker
 from monitor.types import Detections, Frame
-from monitor.worker import WorkerParts, run_camera
+from monitor.worker import WorkerParts, next_period, run_camera
 from pipelines.factory import build_pipelines
 
 W, H = 320, 240
@@ -241,3 +242,22 @@ def test_max_frames_and_stop_event(tmp_path: Path) -> None:
 
 def test_evidence_config_bounds_apply() -> None:
     assert EvidenceConfig(pre_s=0, post_s=0).clips is True
+
+
+@pytest.mark.parametrize(
+    ("gating", "plan", "reason", "fps"),
+    [
+        ({}, Plan.SKIP, "idle", 5.0),  # no adaptive settings: detect_fps
+        ({"idle_fps": 1.0}, Plan.SKIP, "idle", 1.0),
+        ({"idle_fps": 1.0}, Plan.SKIP, "idle-areas", 1.0),
+        ({"idle_fps": 1.0, "active_fps": 10.0}, Plan.REGIONS, "rule-areas", 10.0),
+        ({"active_fps": 10.0}, Plan.REGIONS, "refresh", 5.0),
+        ({"active_fps": 10.0}, Plan.FULL, "regions-too-large", 5.0),
+        ({"idle_fps": 1.0}, None, "", 5.0),  # before the first frame
+    ],
+)
+def test_sampling_rate_adapts_to_activity(
+    gating: dict, plan: Plan | None, reason: str, fps: float
+) -> None:
+    cam = CAMERA.model_copy(update={"gating": CAMERA.gating.model_copy(update=gating)})
+    assert next_period(cam, plan, reason) == pytest.approx(1.0 / fps)
