@@ -302,11 +302,15 @@ class DetectionGate:
                 )
             if not len(boxes):
                 return GateDecision(Plan.SKIP, np.zeros((0, 4), np.int32), m, "idle")
-            ix = np.minimum(areas[:, None, 2], boxes[None, :, 2]) - np.maximum(
-                areas[:, None, 0], boxes[None, :, 0]
+            # Watch the whole crop an area would get, not just the area: an object
+            # approaching a line must be tracked before it reaches it, or it is
+            # first seen already across and never counted.
+            watch = _square_regions(areas, (w, h), self.side_min, 0.0)
+            ix = np.minimum(watch[:, None, 2], boxes[None, :, 2]) - np.maximum(
+                watch[:, None, 0], boxes[None, :, 0]
             )
-            iy = np.minimum(areas[:, None, 3], boxes[None, :, 3]) - np.maximum(
-                areas[:, None, 1], boxes[None, :, 1]
+            iy = np.minimum(watch[:, None, 3], boxes[None, :, 3]) - np.maximum(
+                watch[:, None, 1], boxes[None, :, 1]
             )
             active = ((ix > 0) & (iy > 0)).any(axis=1)
             reason = "rule-areas"
@@ -319,4 +323,8 @@ class DetectionGate:
             margin=0.0,
             max_regions=self.cfg.max_regions,
         )
+        covered = float(((regions[:, 2:] - regions[:, :2]).prod(axis=1)).sum())
+        if covered >= self.cfg.max_region_frac * w * h:
+            # Crops this large cost as much as the frame and gain little resolution.
+            return GateDecision(Plan.FULL, np.zeros((0, 4), np.int32), m, reason)
         return GateDecision(Plan.REGIONS, regions, m, reason)

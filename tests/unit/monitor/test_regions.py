@@ -154,3 +154,29 @@ def test_gate_rule_areas_only() -> None:
             ((x1, y1, x2, y2),) = d.regions
             assert x1 <= 128 and x2 >= 384 and y1 <= 288 and y2 >= 504  # zone in crop
             assert x2 - x1 == 416  # native resolution: no downscale
+
+
+def test_gate_watches_the_whole_crop_of_an_area() -> None:
+    """Regression: vehicles approaching a counting line were only detected once their
+    motion touched the thin line band, so they were first tracked already across the
+    line and never counted (road_traffic.mp4: 28 instead of 32 at full frame)."""
+    cfg = GatingConfig(full_frame_interval_s=100.0, rule_margin=0.0)
+    line_band = np.array([[0.2, 0.54, 0.9, 0.56]], np.float32)  # a horizontal line
+    gate = DetectionGate(cfg, MotionDetector(MotionConfig()), 416, line_band)
+    rng = np.random.default_rng(1)
+    bg = rng.integers(50, 200, (360, 640, 3)).astype(np.uint8)
+    approaching = bg.copy()
+    approaching[300:350, 300:360] = 0  # a car near the bottom, below the line band
+    assert gate.update(frame(0.0, bg), None).reason == "refresh"
+    assert gate.update(frame(0.2, bg), None).plan is Plan.SKIP
+    d = gate.update(frame(0.4, approaching), None)
+    assert d.plan is not Plan.SKIP and d.reason == "rule-areas"  # the detector runs
+
+
+def test_gate_rule_area_crop_as_large_as_the_frame_is_a_full_pass() -> None:
+    """A counting line across a 640x360 frame gives a 512x360 crop (80 % of the frame):
+    one full-frame pass instead (same cost; the crop's edges cut vehicles)."""
+    gate = DetectionGate(GatingConfig(rule_margin=0.05), MotionDetector(MotionConfig()), 416,
+                         np.array([[0.2, 0.55, 0.9, 0.55]], np.float32))  # fmt: skip
+    d = gate.update(frame(0.0, np.zeros((360, 640, 3), np.uint8)), None)
+    assert d.plan is Plan.FULL and d.reason == "refresh"
