@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from config.tracker import TrackerConfig
 from monitor import kalman
-from monitor.assignment import iou_matrix, match
+from monitor.assignment import iou_cxcywh_xyxy, match
 from monitor.types import Detections
 
 __all__ = ["LOW_MATCH_IOU", "Tracker"]
@@ -231,7 +231,7 @@ class Tracker:
         track_of_det = np.full(d, -1, dtype=np.intp)
         matched = np.zeros(n, dtype=bool)
         if n and d:
-            iou = iou_matrix(self._predicted_xyxy(t), det.xyxy)
+            iou = iou_cxcywh_xyxy(t[:, 0:4], det.xyxy)
             iou *= t[:, _CLS][:, None] == det.class_id[None, :]
             free_det = np.ones(d, dtype=bool)
             tent = state == _TENTATIVE
@@ -249,7 +249,8 @@ class Tracker:
                 di = (det_sel & free_det).nonzero()[0]
                 if not ti.size or not di.size:
                     continue
-                r, c = match(iou[ti][:, di], min_iou)
+                # one gather (a copy), thresholded in place by match()
+                r, c = match(iou[ti[:, None], di], min_iou, inplace=True)
                 matched[ti[r]] = True
                 free_det[di[c]] = False
                 track_of_det[di[c]] = ti[r]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from monitor import kalman
-from monitor.assignment import iou_matrix, match
+from monitor.assignment import iou_cxcywh_xyxy, iou_matrix, match
 from monitor.tracker import Tracker
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -92,14 +92,38 @@ def test_iou_matrix_against_scalar_formula() -> None:
     assert iou_matrix(np.zeros((0, 4)), b).shape == (0, 7)
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_match_is_optimal_and_respects_threshold(seed: int) -> None:
+def test_iou_of_centre_size_boxes_equals_corner_iou() -> None:
+    """The tracker's IoU on Kalman means must equal iou_matrix on corner boxes,
+    including disjoint, nested, identical and zero-size boxes."""
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0, 100, (6, 2))
+    a = np.hstack([a, a + rng.uniform(1, 50, (6, 2))])
+    a[0] = [10, 10, 10, 30]  # zero width
+    b = rng.uniform(0, 100, (8, 2))
+    b = np.hstack([b, b + rng.uniform(1, 50, (8, 2))]).astype(np.float32)
+    b[0] = a[1]  # identical
+    b[1] = [a[2, 0] + 1, a[2, 1] + 1, a[2, 2] - 1, a[2, 3] - 1]  # nested
+    b[2] = [500, 500, 510, 520]  # disjoint from all
+    got = iou_cxcywh_xyxy(kalman.xyxy_to_cxcywh(a), b)
+    assert got.shape == (6, 8)
+    np.testing.assert_allclose(got, iou_matrix(a, b), atol=1e-6)
+    assert np.isclose(got[1, 0], 1.0) and (got[:, 2] == 0).all() and (got[0] == 0).all()
+    assert iou_cxcywh_xyxy(np.zeros((0, 4)), b).shape == (0, 8)
+
+
+@pytest.mark.parametrize(("seed", "inplace"), [(s, s % 2 == 1) for s in range(20)])
+def test_match_is_optimal_and_respects_threshold(seed: int, inplace: bool) -> None:
     """Brute force over all one-to-one assignments of valid pairs."""
     rng = np.random.default_rng(seed)
     n, m = rng.integers(1, 5), rng.integers(1, 5)
     score = rng.random((n, m)) * (rng.random((n, m)) < 0.7)
     thr = 0.3
-    r, c = match(score, thr)
+    scratch = score.copy()
+    r, c = match(scratch, thr, inplace=inplace)
+    if inplace:  # below-threshold pairs zeroed in the scratch copy, others kept
+        np.testing.assert_array_equal(scratch, np.where(score >= thr, score, 0.0))
+    else:
+        np.testing.assert_array_equal(scratch, score)
     assert len(set(r.tolist())) == len(r) and len(set(c.tolist())) == len(c)
     assert (score[r, c] >= thr).all()
     best = 0.0
