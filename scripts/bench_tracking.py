@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import motdata  # noqa: E402
 
+from config.tracker import TrackerConfig  # noqa: E402
 from monitor.tracker import Tracker  # noqa: E402
 from monitor.types import Detections  # noqa: E402
 
@@ -47,9 +48,13 @@ Output = list[tuple[np.ndarray, np.ndarray]]
 Runner = Callable[[list[np.ndarray]], tuple[Output, float]]
 
 
+#: ``--match-iou`` override for our tracker (None: TrackerConfig's default).
+MATCH_IOU: float | None = None
+
+
 def run_ours(frames: list[np.ndarray], fps: float = FPS) -> tuple[Output, float]:
     inputs = [motdata.as_detections(f) for f in frames]
-    tr = Tracker()
+    tr = Tracker(None if MATCH_IOU is None else TrackerConfig(match_iou=MATCH_IOU))
     outs: list[Detections] = []
     t0 = time.process_time()
     for i, d in enumerate(inputs):
@@ -349,7 +354,15 @@ def main() -> None:
     ap.add_argument(
         "--real", action="store_true", help="only the real-video fragmentation table"
     )
+    ap.add_argument(
+        "--match-iou",
+        type=float,
+        default=None,
+        help="our tracker's match_iou (default: TrackerConfig's)",
+    )
     args = ap.parse_args()
+    global MATCH_IOU
+    MATCH_IOU = args.match_iou
     found, missing = runners()
     if args.real:
         real_videos(found)
