@@ -349,7 +349,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     print(
         "| pass | loop | sampling | frames processed | detector calls | wall s | "
         "processed frames/s | video frames/s | × peer (same sampling) | "
-        "gate in/out | hand-segment in/out | hand count in/out | |error| vs hand | "
+        "gate in/out | hand-segment in/out | hand count in/out | abs error vs hand | "
         "load 1m after |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
