@@ -355,7 +355,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--part", choices=["accuracy", "capacity", "all"], default="all")
+    ap.add_argument(
+        "--part", choices=["accuracy", "capacity", "peer", "all"], default="all"
+    )
+    ap.add_argument(
+        "--peer-python",
+        help="python of a venv with ultralytics + supervision: --part peer (or all) "
+        "then also runs the Ultralytics track() + sv.LineZone loop against ours on "
+        "road_traffic.mp4 with yolov8n_int8 (scripts/bench_peer.py)",
+    )
     ap.add_argument("--config", default=str(CONFIG))
     ap.add_argument("--cameras", default="1,2,4,8,16")
     ap.add_argument("--duration", type=float, default=20.0)
@@ -378,6 +386,18 @@ def main() -> int:
             args.fps,
             args.strategies.split(","),
         )
+    if args.part in ("peer", "all"):
+        if not args.peer_python:
+            print("peer loop skipped: pass --peer-python (see docs/peer_comparison.md)")
+        else:
+            import subprocess
+
+            # Same comparison as scripts/bench_peer.py, printed side by side here.
+            subprocess.run(
+                [sys.executable, str(ROOT / "scripts" / "bench_peer.py"),
+                 "--peer-python", args.peer_python],
+                check=False, env={**os.environ, "YOLO_OFFLINE": "1"},
+            )  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=str))
     return 0
