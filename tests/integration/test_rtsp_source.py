@@ -64,7 +64,9 @@ def server():
 
 
 def _camera(url: str, **source) -> CameraConfig:
-    return CameraConfig(id="gate", source={"url": url, **FAST, **source})
+    # detect_fps 15: live sources convert up to 2 x 15 = 30 frames/s to BGR, so these
+    # tests see every frame of the 25 fps stream (decimation has its own unit test).
+    return CameraConfig(id="gate", detect_fps=15, source={"url": url, **FAST, **source})
 
 
 def _wait_state(src, state: str, timeout_s: float) -> float:
