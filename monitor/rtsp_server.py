@@ -47,6 +47,17 @@ class RtspServerError(RuntimeError):
     """The server (or a stream's encoder) could not start."""
 
 
+def _die_with_parent() -> None:
+    """Child side: SIGTERM this encoder when the server process dies (Linux)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux/glibc: best effort
+        pass
+
+
 def ffmpeg_exe() -> str:
     """Path of the ffmpeg binary shipped by the imageio-ffmpeg wheel."""
     import imageio_ffmpeg
@@ -344,7 +355,11 @@ class RtspServer:
             "-sdp_file", str(sdp_path),
         ]  # fmt: skip
         s.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            # A server killed hard (benchmarks, tests) must not leave encoders running.
+            preexec_fn=_die_with_parent,
         )
         for _ in range(500):
             if sdp_path.exists() and sdp_path.stat().st_size > 0:
