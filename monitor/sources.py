@@ -650,7 +650,7 @@ class LiveSource:
                         self._arrivals.popleft()
                 got = True
                 n += 1
-                t0 = self._pace(pace, t0, n)
+                t0 = self._pace(pace, t0, n, cap)
                 continue
             else:
                 ok, image = cap.retrieve()
@@ -713,13 +713,26 @@ class LiveSource:
                 self._set_state("online", "")
             got = True
             n += 1
-            t0 = self._pace(pace, t0, n)
+            t0 = self._pace(pace, t0, n, cap)
         return got
 
-    def _pace(self, pace: float, t0: float, n: int) -> float:
-        """Native speed for files: sleep until frame ``n``'s due time; returns t0."""
+    def _pace(self, pace: float, t0: float, n: int, cap: cv2.VideoCapture) -> float:
+        """Native speed for files: sleep until frame ``n``'s due time; returns t0.
+
+        The due time comes from the frame's own timestamp when the container has one:
+        some files announce a wrong rate in their header (concourse_people.avi says
+        50 fps, its timestamps 25), and pacing by the header would play them fast.
+        """
         if not pace:
             return t0
+        t_video = float(cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+        offset = t_video if (math.isfinite(t_video) and t_video > 0) else n * pace
+        wait = t0 + offset - time.monotonic()
+        if wait > 0:
+            self._stop.wait(wait)
+        elif wait < -1.0:
+            t0 = time.monotonic() - offset  # fell behind: don't burst
+        return t0
         wait = t0 + n * pace - time.monotonic()
         if wait > 0:
             self._stop.wait(wait)

@@ -317,3 +317,16 @@ def test_live_converts_only_what_the_worker_can_use() -> None:
         assert s.frames_dropped >= s.frames_in - len(got) - 1
     finally:
         src.close()
+
+
+def test_live_realtime_file_paced_by_its_timestamps() -> None:
+    """Regression: concourse_people.avi announces 50 fps in its header but its frame
+    timestamps advance 40 ms (25 fps); pacing by the header played it twice as fast,
+    halving every dwell time in a demo."""
+    path = require_shared("data/videos/concourse_people.avi")
+    src = open_source(_cam(path, realtime=True, loop=True), str(path))
+    try:
+        time.sleep(2.5)
+        assert 20 <= src.stats().fps_in <= 30
+    finally:
+        src.close()
