@@ -312,7 +312,7 @@ class DetectionGate:
             iy = np.minimum(watch[:, None, 3], boxes[None, :, 3]) - np.maximum(
                 watch[:, None, 1], boxes[None, :, 1]
             )
-            active = ((ix > 0) & (iy > 0)).any(axis=1)
+            active = np.asarray(((ix > 0) & (iy > 0)).any(axis=1), bool)
             reason = "rule-areas"
         if not active.any():
             return GateDecision(Plan.SKIP, np.zeros((0, 4), np.int32), m, "idle-areas")
