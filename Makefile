@@ -29,6 +29,7 @@ test: $(STAMP) system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy monitor pipelines api config
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache
