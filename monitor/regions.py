@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from config.schema import GatingConfig
 from monitor.motion import MotionDetector, MotionResult
+from monitor.nms import batched_nms
 from monitor.types import Detections, Frame
 
 __all__ = [
@@ -25,7 +26,6 @@ __all__ = [
     "GateDecision",
     "Plan",
     "detect_plan",
-    "nms_xyxy",
     "plan_regions",
 ]
 
@@ -145,32 +145,6 @@ def plan_regions(
     return np.round(regions).astype(np.int32)
 
 
-def nms_xyxy(
-    xyxy: npt.NDArray[np.float32],
-    scores: npt.NDArray[np.float32],
-    class_id: npt.NDArray[np.int64],
-    iou: float,
-) -> npt.NDArray[np.int64]:
-    """Class-aware greedy NMS; returns kept indices ``(M,)`` sorted by score."""
-    if len(xyxy) == 0:
-        return np.zeros(0, np.int64)
-    # Offsetting boxes per class makes one NMS pass class-aware.
-    off = xyxy + (class_id.astype(np.float32) * 1e5)[:, None]
-    order = np.argsort(-scores, kind="stable")
-    area = (off[:, 2] - off[:, 0]) * (off[:, 3] - off[:, 1])
-    keep: list[int] = []
-    while len(order):
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        ix = np.minimum(off[i, 2], off[rest, 2]) - np.maximum(off[i, 0], off[rest, 0])
-        iy = np.minimum(off[i, 3], off[rest, 3]) - np.maximum(off[i, 1], off[rest, 1])
-        inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
-        ious = inter / (area[i] + area[rest] - inter + 1e-9)
-        order = rest[ious <= iou]
-    return np.asarray(keep, np.int64)
-
-
 def detect_plan(
     detector: Any, frame: Frame, decision: GateDecision, nms_iou: float = 0.5
 ) -> Detections | None:
@@ -198,7 +172,7 @@ def detect_plan(
     merged = Detections.merge(shifted)
     if len(decision.regions) > 1 and len(merged) > 1:
         merged = merged[
-            nms_xyxy(merged.xyxy, merged.confidence, merged.class_id, nms_iou)
+            batched_nms(merged.xyxy, merged.confidence, merged.class_id, nms_iou)
         ]
     return merged
 

@@ -7,12 +7,12 @@ import pytest
 
 from config.schema import GatingConfig, MotionConfig
 from monitor.motion import MotionDetector
+from monitor.nms import batched_nms
 from monitor.regions import (
     DetectionGate,
     GateDecision,
     Plan,
     detect_plan,
-    nms_xyxy,
     plan_regions,
 )
 from monitor.types import Detections, Frame
@@ -49,7 +49,7 @@ def test_plan_regions(boxes: list, max_regions: int, n: int) -> None:
 
 def test_nms_class_aware() -> None:
     xyxy = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [0, 0, 10, 10]], np.float32)
-    keep = nms_xyxy(
+    keep = batched_nms(
         xyxy, np.array([0.9, 0.8, 0.7], np.float32), np.array([0, 0, 2]), 0.5
     )
     assert sorted(keep.tolist()) == [0, 2]
