@@ -27,16 +27,14 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
-from pydantic import ValidationError
 
 from api.storage import EventStore
 from monitor.events import (
-    MAX_MESSAGE_BYTES,
-    SCHEMA_VERSION,
     CameraHeartbeat,
     Event,
     MessageError,
     decode_event,
+    decode_heartbeat,
 )
 from monitor.secrets import redact
 
@@ -50,34 +48,6 @@ DEAD_LETTER_MAXLEN = 100_000
 
 def _s(v: Any) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-
-
-def decode_heartbeat(fields: dict[Any, Any]) -> CameraHeartbeat:
-    """Validate a heartbeat stream entry (same layout as events).
-
-    Raises:
-        MessageError: unknown version/type, oversized, or schema mismatch.
-    """
-    f = {_s(k): v for k, v in fields.items()}
-    if _s(f.get("v")) != str(SCHEMA_VERSION):
-        raise MessageError(f"unsupported schema version {_s(f.get('v'))[:20]!r}")
-    if _s(f.get("type")) != "heartbeat":
-        raise MessageError(f"unexpected message type {_s(f.get('type'))[:20]!r}")
-    data = f.get("data")
-    if data is None:
-        raise MessageError("missing 'data' field")
-    raw = data if isinstance(data, bytes) else str(data).encode("utf-8", "replace")
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise MessageError(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
-    try:
-        return CameraHeartbeat.model_validate_json(raw)
-    except ValidationError as exc:
-        errs = exc.errors(include_url=False, include_input=False, include_context=False)
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
-            for e in errs[:8]
-        )
-        raise MessageError(f"invalid heartbeat: {detail}"[:1000]) from None
 
 
 @dataclass

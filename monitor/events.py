@@ -12,7 +12,7 @@ import datetime as dt
 import enum
 import re
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -42,11 +42,13 @@ __all__ = [
     "media_name",
     "MessageError",
     "decode_event",
+    "decode_heartbeat",
     "encode_event",
     "encode_heartbeat",
 ]
 
 SCHEMA_VERSION = 1
+_M = TypeVar("_M", bound=BaseModel)
 MAX_MESSAGE_BYTES = 256 * 1024
 
 
@@ -318,8 +320,8 @@ def _fields_str(fields: dict[Any, Any]) -> dict[str, Any]:
     return out
 
 
-def decode_event(fields: dict[Any, Any]) -> Event:
-    """Validate a stream entry into an :class:`Event`.
+def _decode(fields: dict[Any, Any], typ: str, model: type[_M]) -> _M:
+    """Validate one stream entry of type ``typ`` into ``model``.
 
     Raises:
         MessageError: unknown version/type, oversized, not JSON, or schema mismatch.
@@ -329,10 +331,10 @@ def decode_event(fields: dict[Any, Any]) -> Event:
     v = v.decode("utf-8", "replace") if isinstance(v, bytes) else v
     if v != str(SCHEMA_VERSION):
         raise MessageError(f"unsupported schema version {str(v)[:20]!r}")
-    typ = f.get("type")
-    typ = typ.decode("utf-8", "replace") if isinstance(typ, bytes) else typ
-    if typ != "event":
-        raise MessageError(f"unexpected message type {str(typ)[:20]!r}")
+    got = f.get("type")
+    got = got.decode("utf-8", "replace") if isinstance(got, bytes) else got
+    if got != typ:
+        raise MessageError(f"unexpected message type {str(got)[:20]!r}")
     data = f.get("data")
     if data is None:
         raise MessageError("missing 'data' field")
@@ -341,7 +343,7 @@ def decode_event(fields: dict[Any, Any]) -> Event:
     if len(data) > MAX_MESSAGE_BYTES:
         raise MessageError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
-        return Event.model_validate_json(data)
+        return model.model_validate_json(data)
     except ValidationError as exc:
         # Without input values: a hostile message must not be echoed into logs.
         errs = exc.errors(include_url=False, include_input=False, include_context=False)
@@ -349,4 +351,15 @@ def decode_event(fields: dict[Any, Any]) -> Event:
             f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
             for e in errs[:8]
         )
-        raise MessageError(f"invalid event: {detail}"[:1000]) from None
+        raise MessageError(f"invalid {typ}: {detail}"[:1000]) from None
+
+
+def decode_event(fields: dict[Any, Any]) -> Event:
+    """Validate a stream entry into an :class:`Event` (raises :class:`MessageError`)."""
+    return _decode(fields, "event", Event)
+
+
+def decode_heartbeat(fields: dict[Any, Any]) -> CameraHeartbeat:
+    """Validate a stream entry into a :class:`CameraHeartbeat` (raises
+    :class:`MessageError`)."""
+    return _decode(fields, "heartbeat", CameraHeartbeat)
