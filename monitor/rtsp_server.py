@@ -13,6 +13,11 @@ auth, 401 otherwise), answer every connection with garbage bytes, accept and nev
 answer, be stopped (socket gone, clients cut) and started again on the same port, and
 restart a stream's encoder at another resolution while clients stay connected.
 
+``preencode=True`` (per stream) encodes the file once to an H.264 MPEG-TS cache (same
+encoder settings, SPS/PPS in band at every key frame) and then only *copies* it to RTP
+(``-c copy``): a real camera encodes on its own chip, so capacity benchmarks should not
+charge the box under test ~0.3 core per stream for our encoders.
+
 Run standalone: ``python -m monitor.rtsp_server VIDEO [--port 8554] [--path cam]``.
 """
 
@@ -24,6 +29,7 @@ import base64
 import concurrent.futures
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import secrets as _secrets
@@ -105,6 +111,8 @@ class _Stream:
     width: int | None = None
     fps: float | None = None
     gop: int = 25
+    preencode: bool = False
+    start_s: float = 0.0
     sdp: str = ""
     proc: subprocess.Popen[bytes] | None = None
     transports: list[asyncio.DatagramTransport] = field(default_factory=list)
@@ -177,12 +185,21 @@ class RtspServer:
         loop: bool = True,
         width: int | None = None,
         fps: float | None = None,
+        preencode: bool = False,
+        start_s: float = 0.0,
     ) -> str:
-        """Mount ``video`` at ``/path`` (started with the server). Returns its URL."""
+        """Mount ``video`` at ``/path`` (started with the server). Returns its URL.
+
+        ``preencode``: encode once to a cache and stream-copy it (see module doc).
+        ``start_s``: with ``preencode``, start this far into the file (nearest key
+        frame), so that cameras looping the same file are not in lock-step.
+        """
         name = path.strip("/")
         if not Path(video).exists():
             raise RtspServerError(f"video {video} does not exist")
-        self._streams[name] = _Stream(name, str(video), loop, width, fps)
+        self._streams[name] = _Stream(
+            name, str(video), loop, width, fps, preencode=preencode, start_s=start_s
+        )
         if self._loop is not None:
             self._call(self._start_stream(self._streams[name]))
         return self.url(name)
@@ -210,6 +227,9 @@ class RtspServer:
         self._loop = loop
         try:
             self._call(self._listen(), timeout_s)
+            for s in self._streams.values():
+                if s.preencode:  # once, before the per-stream start timeout runs
+                    self._preencoded(s)
             for s in self._streams.values():
                 self._call(self._start_stream(s), timeout_s)
             self.wait_streaming(timeout_s)
@@ -334,22 +354,55 @@ class RtspServer:
             return port
         raise RtspServerError("no free UDP port pair for RTP")
 
-    async def _start_stream(self, s: _Stream) -> None:
-        port = await self._bind_pair(s)
-        sdp_path = self._tmp / f"{s.path.replace('/', '_')}.sdp"
-        sdp_path.unlink(missing_ok=True)
+    def _encode_args(self, s: _Stream) -> list[str]:
         vf = []
         if s.width:
             vf.append(f"scale={s.width}:-2")
         if s.fps:
             vf.append(f"fps={s.fps}")
-        cmd = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
-            *(["-stream_loop", "-1"] if s.loop else []),
-            "-i", s.video, "-an",
+        return [
             *(["-vf", ",".join(vf)] if vf else []),
             "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
             "-pix_fmt", "yuv420p", "-g", str(s.gop), "-bf", "0", "-threads", "1",
+        ]  # fmt: skip
+
+    def _preencoded(self, s: _Stream) -> Path:
+        """Encode ``s.video`` once (per width/fps/gop) to an MPEG-TS cache file."""
+        # Keyed by file and settings: paths that mount the same file share one cache.
+        key = hashlib.sha1(str(Path(s.video).resolve()).encode()).hexdigest()[:12]
+        out = self._tmp / f"{key}-{s.width or 0}-{s.fps or 0}-{s.gop}.ts"
+        if out.exists():
+            return out
+        part = out.with_suffix(".part")
+        cmd = [
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-i", s.video, "-an", *self._encode_args(s), "-f", "mpegts", str(part),
+        ]  # fmt: skip
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
+        if done.returncode != 0 or not part.exists():
+            raise RtspServerError(
+                f"pre-encoding {s.video} for /{s.path} failed: "
+                f"{done.stderr.decode(errors='replace').strip()[-300:]}"
+            )
+        part.rename(out)
+        return out
+
+    async def _start_stream(self, s: _Stream) -> None:
+        port = await self._bind_pair(s)
+        sdp_path = self._tmp / f"{s.path.replace('/', '_')}.sdp"
+        sdp_path.unlink(missing_ok=True)
+        if s.preencode:
+            cached = await asyncio.get_running_loop().run_in_executor(
+                None, self._preencoded, s
+            )
+            seek = ["-ss", f"{s.start_s:.3f}"] if s.start_s > 0 else []
+            source, codec = [*seek, "-i", str(cached)], ["-c:v", "copy"]
+        else:
+            source, codec = ["-i", s.video, "-an"], self._encode_args(s)
+        cmd = [
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
+            *(["-stream_loop", "-1"] if s.loop else []),
+            *source, *codec,
             "-f", "rtp", "-payload_type", "96",
             f"rtp://127.0.0.1:{port}?pkt_size=1200&rtcpport={port + 1}",
             "-sdp_file", str(sdp_path),
@@ -539,12 +592,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8554)
     p.add_argument("--path", default="cam", help="mount name (cam0, cam1 … for many)")
     p.add_argument("--width", type=int, default=None)
+    p.add_argument(
+        "--preencode", action="store_true", help="encode once, then stream-copy"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     srv = RtspServer(args.host, args.port)
     for i, v in enumerate(args.video):
         name = args.path if len(args.video) == 1 else f"{args.path}{i}"
-        srv.add_stream(name, v, width=args.width)
+        srv.add_stream(name, v, width=args.width, preencode=args.preencode)
     srv.start()
     for name in srv._streams:
         log.info("serving %s", srv.url(name))

@@ -437,3 +437,29 @@ def _detector_calls(r, hb_stream: str) -> int:
         return 0
     fields = {k.decode(): v for k, v in last[0][1].items()}
     return int(json.loads(fields["data"])["detector_calls"])
+
+
+def test_preencoded_stream_loops_without_gap() -> None:
+    """A stream-copied (pre-encoded) stream keeps playing across the file's loop point.
+
+    bridge_traffic.mp4 lasts 4.8 s; 7 s of reading crosses the loop, where copied
+    timestamps restart and a client that mishandled them would stall or go offline.
+    """
+    video = require_shared("data/videos/bridge_traffic.mp4")
+    srv = _server()
+    srv.add_stream("bridge", video, preencode=True)
+    _start(srv)
+    try:
+        src = open_source(_camera(srv.url("bridge")), srv.url("bridge"))
+        try:
+            _wait_state(src, "online", 10)
+            first = _frames(src, 3.5)
+            second = _frames(src, 3.5)  # spans the loop point (4.8 s)
+            assert len(first) > 20 and len(second) > 20, (len(first), len(second))
+            assert all(f.image.shape == (720, 1280, 3) for f in first + second)
+            assert src.stats().state == "online"
+            assert np.all(np.diff([f.mono for f in first + second]) > 0)
+        finally:
+            src.close()
+    finally:
+        srv.close()
