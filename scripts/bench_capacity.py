@@ -15,10 +15,21 @@ Two parts, both printed as tables:
    so it bounds capture → event-in-Redis). ``shared`` runs one batched detector
    process for all cameras (``monitor.detector_service``) instead of one per worker.
 
+   Scenes (``--scene``): ``busy`` loops the three busy videos on every camera (traffic
+   and a walking person every second: the worst case, nothing for the gate to skip);
+   ``campus`` is a typical school day: one camera in four watches continuous activity
+   (the busy videos), the others watch a quiet scene where someone passes about one
+   second in five. Quiet scenes are derived from the real videos (see
+   :func:`quiet_video`): the video's own empty background (per-pixel temporal median)
+   with sensor noise and a slow exposure drift, then the real clip, looped. Streams
+   are pre-encoded once and stream-copied by the RTSP server (``--live-encode`` to
+   encode live), because a real camera encodes on its own chip, not on this box.
+
 Usage::
 
     python scripts/bench_capacity.py --part accuracy
     python scripts/bench_capacity.py --part capacity --cameras 4,8,16 --duration 20
+    python scripts/bench_capacity.py --part capacity --scene campus --cameras 16
 """
 
 from __future__ import annotations
@@ -162,8 +173,13 @@ def _live_worker(
     detector: Any,
     duration_s: float,
     out_q: Any,
+    go: Any,
 ) -> None:
-    """One simulated camera: run the real loop for ``duration_s``; report metrics."""
+    """One simulated camera: run the real loop for ``duration_s``; report metrics.
+
+    Reports ``"ready"`` once its parts are built, then waits for ``go`` so that every
+    camera measures the same window (16 spawning processes take a while to import).
+    """
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from monitor.worker import build_parts, run_camera
 
@@ -176,6 +192,8 @@ def _live_worker(
         detector = load_detector(app.detector.model_copy(update={"threads": 1}))
     sink = _ListSink()
     parts = build_parts(app, cam, sink, evidence=False, detector=detector)
+    out_q.put("ready")
+    go.wait()
     lat: list[float] = []
     t_seen: list[float] = []
 
@@ -204,26 +222,124 @@ def _live_worker(
     )
 
 
-def _rtsp_urls(n: int, videos: list[Path]) -> tuple[list[str], Any]:
-    """Serve each video once over the project's loopback RTSP server; cameras that
-    replay the same video share its stream (one encoder per video, not per camera,
-    so the server's H.264 encoding does not eat the cores being measured)."""
+CACHE = ROOT / "var" / "bench_cache"
+# (source video, quiet seconds before its real clip, clip seconds): about 1 s in 5 active.
+QUIET = {
+    "office_quiet": ("indoor_person.mp4", 24.0, 6.2),  # 1280x720, 29.5 fps
+    "lot_quiet": ("road_traffic.mp4", 40.0, 10.0),  # 640x360, 25 fps
+}
+BUSY = ("road_traffic.mp4", "indoor_person.mp4", "bridge_traffic.mp4")
+
+
+def quiet_video(name: str) -> Path:
+    """Build (once) a mostly-empty camera view from a real video; returns its path.
+
+    The scene's background is the per-pixel median of 60 frames spread over the video
+    (moving people and cars vanish from it). The quiet part repeats it with Gaussian
+    sensor noise (sigma 2 grey levels) and a slow +-4 % exposure drift (what an idle
+    camera really sends: the motion gate must ignore both); then the first
+    ``clip_s`` seconds of the real video follow (someone walks or drives through).
+    Written to ``var/bench_cache`` (git-ignored), never into the shared data.
+    """
+    import cv2
+    import numpy as np
+
+    src_name, quiet_s, clip_s = QUIET[name]
+    out = CACHE / f"{name}.mp4"
+    if out.exists():
+        return out
+    CACHE.mkdir(parents=True, exist_ok=True)
+    cap = cv2.VideoCapture(str(SHARED / "data" / "videos" / src_name))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    cap.release()
+    step = max(len(frames) // 60, 1)
+    plate = np.median(np.stack(frames[::step]), axis=0).astype(np.float32)
+    h, w = plate.shape[:2]
+    tmp = out.with_suffix(".part.mp4")
+    vw = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    rng = np.random.default_rng(0)
+    n_quiet = int(quiet_s * fps)
+    for i in range(n_quiet):
+        gain = 1.0 + 0.04 * np.sin(2 * np.pi * i / (fps * 20.0))
+        noisy = plate * gain + rng.normal(0.0, 2.0, plate.shape).astype(np.float32)
+        vw.write(np.clip(noisy, 0, 255).astype(np.uint8))
+    for f in frames[: int(clip_s * fps)]:
+        vw.write(f)
+    vw.release()
+    tmp.rename(out)
+    return out
+
+
+def plan_cameras(n: int, scene: str) -> list[tuple[Path, str]]:
+    """(video, base camera id in the example config) for each of ``n`` cameras."""
+    videos = [SHARED / "data" / "videos" / v for v in BUSY]
+    # traffic videos get the counting-line camera, the office the zone one
+    busy = [(v, "concourse" if "indoor" in v.name else "road") for v in videos]
+    if scene == "busy":
+        return [busy[i % len(busy)] for i in range(n)]
+    n_busy = max(1, (n + 3) // 4)
+    quiet = [
+        (quiet_video("office_quiet"), "concourse"),
+        (quiet_video("lot_quiet"), "road"),
+    ]
+    return [busy[i % len(busy)] for i in range(n_busy)] + [
+        quiet[i % len(quiet)] for i in range(n - n_busy)
+    ]
+
+
+def _rtsp_urls(plan: list[tuple[Path, str]], preencode: bool) -> tuple[list[str], Any]:
+    """Serve the cameras' videos over the project's loopback RTSP server.
+
+    Pre-encoded (default): one stream per camera, each starting at another offset in
+    its file (copying costs ~1-2 % of a core per stream). Live encoding: cameras that
+    replay the same video share one encoder (~0.1-0.45 core each on these cores).
+    ``width``: serve every stream scaled to this width (a camera's detect sub-stream,
+    ``source.detect_url``), e.g. 640 for 640x360.
+    """
     try:
         from monitor.rtsp_server import RtspServer
     except ImportError:
         return [], None
     server = RtspServer()
-    k = min(n, len(videos))
-    paths = [server.add_stream(f"v{i}", videos[i], loop=True) for i in range(k)]
+    urls = []
+    if preencode:
+        import cv2
+
+        for i, (video, _) in enumerate(plan):
+            cap = cv2.VideoCapture(str(video))
+            dur = cap.get(cv2.CAP_PROP_FRAME_COUNT) / (cap.get(cv2.CAP_PROP_FPS) or 25)
+            cap.release()
+            # Spread the cameras over the file (golden-ratio steps): quiet cameras'
+            # passers-by arrive at different times, as on a real campus.
+            start = ((i * 0.618) % 1.0) * max(dur - 1.0, 0.0)
+            urls.append(
+                server.add_stream(
+                    f"cam{i}", video, preencode=True, start_s=start, width=width
+                )
+            )
+    else:
+        mounted: dict[Path, str] = {}
+        for video, _ in plan:
+            if video not in mounted:
+                mounted[video] = server.add_stream(
+                    f"v{len(mounted)}", video, width=width
+                )
+            urls.append(mounted[video])
     try:
-        server.start()
+        server.start(timeout_s=60)
     except Exception as exc:  # noqa: BLE001 - fall back to file sources
         print(
             f"RTSP server unavailable ({exc}); using real-time file sources",
             file=sys.stderr,
         )
         return [], None
-    return [paths[i % k] for i in range(n)], server
+    return urls, server
 
 
 def capacity(
@@ -232,6 +348,9 @@ def capacity(
     duration_s: float,
     fps: float,
     strategies: list[str],
+    scene: str = "busy",
+    preencode: bool = True,
+    width: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run N live cameras per strategy; stop growing N once the rate is not held."""
     import psutil
@@ -239,18 +358,15 @@ def capacity(
     from monitor.detector_service import DetectorService
 
     app = load_config(app_path)
-    videos = [
-        SHARED / "data" / "videos" / v
-        # 640x360-720p mp4s (the AVI's odd header makes its looped stream stutter
-        # at every loop, which would be charged to the worker).
-        for v in ("road_traffic.mp4", "indoor_person.mp4", "bridge_traffic.mp4")
-    ]
+    # 640x360-720p mp4s (the AVI's odd header makes its looped stream stutter at
+    # every loop, which would be charged to the worker).
     rows = []
     ctx = mp.get_context("spawn")
     for strat in strategies:
         mode, shared = (strat.split("+") + [""])[:2]
         for n in cameras:
-            urls, server = _rtsp_urls(n, videos)
+            plan = plan_cameras(n, scene)
+            urls, server = _rtsp_urls(plan, preencode, width)
             transport = "rtsp" if urls else "file"
             service = None
             if shared:
@@ -261,11 +377,11 @@ def capacity(
                 )
                 service.start()
             q = ctx.Queue()
+            go = ctx.Event()
             procs = []
             for i in range(n):
-                # traffic videos get the counting-line camera, the office the zone one
-                base = "concourse" if i % len(videos) == 1 else "road"
-                url = urls[i] if urls else str(videos[i % len(videos)])
+                video, base = plan[i]
+                url = urls[i] if urls else str(video)
                 src = {} if urls else {"loop": True, "realtime": True}
                 cam = _camera(app, base, mode, url, **src).model_copy(
                     update={"id": f"cam{i}", "detect_fps": fps}
@@ -273,23 +389,45 @@ def capacity(
                 det = service.client(i) if service else None
                 p = ctx.Process(
                     target=_live_worker,
-                    args=(app_path, cam.model_dump_json(), det, duration_s, q),
+                    args=(app_path, cam.model_dump_json(), det, duration_s, q, go),
                 )
                 p.start()
                 procs.append(p)
+            ready, t_ready = 0, time.time() + 180
+            while ready < n and time.time() < t_ready:
+                try:
+                    if q.get(timeout=1.0) == "ready":
+                        ready += 1
+                except Exception:  # noqa: BLE001 - queue.Empty
+                    pass
+            go.set()
             ps = [psutil.Process(p.pid) for p in procs]
             if service is not None:
                 ps.append(psutil.Process(service._proc.pid))  # noqa: SLF001
+            srv_ps = (
+                [
+                    psutil.Process(st.proc.pid)
+                    for st in server._streams.values()
+                    if st.proc
+                ]  # noqa: SLF001
+                if server is not None
+                else []
+            )
             cpu: list[float] = []
+            srv_cpu: list[float] = []
+            box_cpu: list[float] = []
             rss: list[float] = []
-            for pr in ps:
+            for pr in ps + srv_ps:
                 pr.cpu_percent(None)
+            psutil.cpu_percent(None)
             t_end = time.time() + duration_s + 15
             results = []
             while len(results) < n and time.time() < t_end:
                 time.sleep(1.0)
                 try:
                     cpu.append(sum(pr.cpu_percent(None) for pr in ps))
+                    srv_cpu.append(sum(pr.cpu_percent(None) for pr in srv_ps))
+                    box_cpu.append(psutil.cpu_percent(None) * (os.cpu_count() or 1))
                     rss.append(sum(pr.memory_info().rss for pr in ps) / 2**20)
                 except psutil.Error:
                     pass
@@ -310,7 +448,8 @@ def capacity(
             rows.append(
                 {
                     "strategy": strat,
-                    "transport": transport,
+                    "scene": scene + (f" @{width}w" if width else ""),
+                    "transport": transport + ("" if preencode or not urls else "+enc"),
                     "cameras": n,
                     "fps_min": min(fpss),
                     "fps_median": statistics.median(fpss),
@@ -319,6 +458,12 @@ def capacity(
                     "dropped": sum(r["dropped"] for r in results),
                     "cpu_pct": statistics.median(cpu[1:])
                     if len(cpu) > 1
+                    else float("nan"),
+                    "server_cpu_pct": statistics.median(srv_cpu[1:])
+                    if len(srv_cpu) > 1
+                    else float("nan"),
+                    "box_cpu_pct": statistics.median(box_cpu[1:])
+                    if len(box_cpu) > 1
                     else float("nan"),
                     "rss_mb": max(rss) if rss else float("nan"),
                     "p95_ms": 1000 * lat[int(0.95 * (len(lat) - 1))]
@@ -338,14 +483,16 @@ def print_capacity(
 ) -> None:
     if header:
         print(f"\n## Capacity on this box (target {fps:g} detections/s per camera)\n")
-        print("| strategy | transport | cameras | fps min / median | held | detector calls/s | "
-              "dropped | CPU % | RSS MB | p95 capture→processed ms |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("| scene | strategy | transport | cameras | fps min / median | held | detector calls/s | "
+              "dropped | CPU % | RTSP server CPU % | box CPU % | RSS MB | "
+              "p95 capture→processed ms |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['strategy']} | {r['transport']} | {r['cameras']} | {r['fps_min']:.2f} / "
+            f"| {r['scene']} | {r['strategy']} | {r['transport']} | {r['cameras']} | {r['fps_min']:.2f} / "
             f"{r['fps_median']:.2f} | {'yes' if r['held'] else 'NO'} | "
             f"{r['detector_calls_s']:.1f} | {r['dropped']} | {r['cpu_pct']:.0f} | "
+            f"{r['server_cpu_pct']:.0f} | {r['box_cpu_pct']:.0f} | "
             f"{r['rss_mb']:.0f} | {r['p95_ms']:.0f} |",
             flush=True,
         )
@@ -369,6 +516,19 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--fps", type=float, default=5.0)
     ap.add_argument("--strategies", default="full,motion,regions,regions+shared")
+    ap.add_argument("--scene", choices=["busy", "campus"], default="busy")
+    ap.add_argument(
+        "--live-encode",
+        action="store_true",
+        help="encode the RTSP streams live on this box (default: pre-encode once and "
+        "stream-copy, as a real camera encodes on its own chip)",
+    )
+    ap.add_argument(
+        "--width",
+        type=int,
+        help="serve every camera scaled to this width (its detect sub-stream), "
+        "e.g. 640 for 640x360; default: native 640x360 / 1280x720",
+    )
     ap.add_argument("--json", help="also write raw results here")
     args = ap.parse_args()
     if not (SHARED / "data").exists():
@@ -385,6 +545,9 @@ def main() -> int:
             args.duration,
             args.fps,
             args.strategies.split(","),
+            scene=args.scene,
+            preencode=not args.live_encode,
+            width=args.width,
         )
     if args.part in ("peer", "all"):
         if not args.peer_python:
