@@ -293,7 +293,9 @@ def plan_cameras(n: int, scene: str) -> list[tuple[Path, str]]:
     ]
 
 
-def _rtsp_urls(plan: list[tuple[Path, str]], preencode: bool) -> tuple[list[str], Any]:
+def _rtsp_urls(
+    plan: list[tuple[Path, str]], preencode: bool, width: int | None = None
+) -> tuple[list[str], Any]:
     """Serve the cameras' videos over the project's loopback RTSP server.
 
     Pre-encoded (default): one stream per camera, each starting at another offset in
