@@ -10,9 +10,15 @@ What counts as one crossing (see also :class:`monitor.zones.LineZone`):
 * the anchor must project onto the segment (crossing beside the line's ends is not
   counted);
 * each track counts at most once per direction on this line, and a crossing back
-  within ``switch_window_s`` of the track's previous crossing is jitter (a box
-  wobbling on the line by more than the band), not a count;
+  within ``switch_window_s`` of the track's previous crossing without having gone
+  clearly beyond the line in between is jitter (a box wobbling on the line by more
+  than the band), not a count;
 * only tracks the tracker reports (confirmed tracks) are seen at all;
+* a track first seen near the line (an id switch or hijack right at it) that moves
+  away from it counts as having come from the other side when a track lost there
+  moments before was on that side, and no counted crossing in the window was the same
+  object by position (:meth:`VehicleFlowPipeline._birth_crossings`); any other track
+  first seen beyond the line never counts;
 * a second box on the same vehicle (e.g. "car" and "truck" from class-wise NMS,
   followed as two tracks) does not count twice: a crossing whose box overlaps
   (IoU ≥ :data:`DUPLICATE_IOU`) a visible track that crossed the same way within
@@ -94,6 +100,10 @@ _COLS = (
     "ry",
     "rt",
     "first_seen",
+    "far",
+    "unsure",
+    "bd",
+    "bbox0",
 )
 
 
@@ -118,6 +128,42 @@ class Crossing:
     ts: float
     point: tuple[float, float]
     bbox: tuple[float, float, float, float]
+
+
+BIRTH_REACH = 0.5
+"""A track first seen within ``hysteresis`` + this × its box size (along the line's
+normal) of the line may have been born by an id switch right at the line."""
+
+BIRTH_MIN_S = 0.3
+"""Track age at which its own motion since birth is measured (same baseline as the
+velocity estimate)."""
+
+BIRTH_MAX_S = 1.0
+"""A track born near the line that has not clearly moved away by this age never
+derives a previous side."""
+
+BIRTH_AWAY = 0.2
+"""Distance (× box size along the normal) a track born near the line must have moved
+away from it, onto a confirmed side, to be taken as having come from the other side."""
+
+BIRTH_PRED_R = 1.0
+"""A predecessor's last anchor is within this × the new box size of its birth
+anchor."""
+
+JITTER_BAND = 2.0
+JITTER_BOX = 0.5
+"""A crossing straight back within ``switch_window_s`` is jitter only if the anchor
+stayed within max(``JITTER_BAND`` × band, ``JITTER_BOX`` × box size along the normal)
+of the line in between; farther out and back is two crossings (an id swap between
+people walking opposite ways hands a track back across the line)."""
+
+
+def _extent(
+    boxes: npt.NDArray[np.float64], normal: npt.NDArray[np.float64]
+) -> npt.NDArray:
+    """``(N,)`` size of ``(N, 4)`` boxes along the line's ``(2,)`` normal, px."""
+    wh = boxes[:, 2:] - boxes[:, :2]
+    return np.abs(wh[:, 0] * normal[0]) + np.abs(wh[:, 1] * normal[1])
 
 
 def box_iou(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray:
@@ -191,6 +237,10 @@ class VehicleFlowPipeline:
         self.ry = np.zeros(0, np.float64)
         self.rt = np.zeros(0, np.float64)
         self.first_seen = np.zeros(0, np.float64)  # mono of the first observation
+        self.far = np.zeros(0, np.float64)  # farthest |distance| since the last flip
+        self.unsure = np.zeros(0, bool)  # born near the line, previous side not derived
+        self.bd = np.zeros(0, np.float64)  # signed distance from the line at birth, px
+        self.bbox0 = np.zeros((0, 4), np.float64)  # box at birth, px
         self.pending: list[tuple[Crossing, frozenset[int], float, int]] = []
         self.recent: collections.deque[Crossing] = collections.deque()
         self.crossings: list[Crossing] = []
@@ -310,6 +360,21 @@ class VehicleFlowPipeline:
             self.ry = np.concatenate([self.ry, anchors[new, 1]])
             self.rt = np.concatenate([self.rt, np.full(n, now)])
             self.first_seen = np.concatenate([self.first_seen, np.full(n, now)])
+            self.far = np.concatenate([self.far, np.zeros(n)])
+            d0 = line.signed_distance(anchors[new])
+            t0 = line.along(anchors[new])
+            near = (
+                (
+                    np.abs(d0)
+                    <= line.hysteresis_px
+                    + BIRTH_REACH * _extent(boxes[new], line.normal)
+                )
+                & (t0 >= 0.0)
+                & (t0 <= 1.0)
+            )
+            self.unsure = np.concatenate([self.unsure, near & (window > 0)])
+            self.bd = np.concatenate([self.bd, d0])
+            self.bbox0 = np.concatenate([self.bbox0, boxes[new]])
             self.done_in = np.concatenate([self.done_in, np.zeros(n, bool)])
             self.done_out = np.concatenate([self.done_out, np.zeros(n, bool)])
             self.last_dir = np.concatenate([self.last_dir, np.zeros(n, np.int8)])
@@ -326,22 +391,38 @@ class VehicleFlowPipeline:
 
         c_in, c_out = line.trigger(tids, anchors)
         flip = np.where(c_in, 1, np.where(c_out, -1, 0)).astype(np.int8)
-        # Crossing straight back over the line soon after a crossing is jitter.
+        # Crossing straight back over the line soon after a crossing, without having
+        # gone clearly beyond it in between, is jitter.
+        dist = np.abs(line.signed_distance(anchors))
+        reach = np.maximum(
+            JITTER_BAND * line.hysteresis_px,
+            JITTER_BOX * _extent(boxes, line.normal),
+        )
         jitter = (
             (flip != 0)
             & (flip == -self.last_dir[rows])
             & (now - self.last_flip[rows] <= window)
+            & (self.far[rows] < reach)
         )
+        self.far[rows] = np.maximum(self.far[rows], dist)
         moved = flip != 0
         self.last_dir[rows[moved]] = flip[moved]
         self.last_flip[rows[moved]] = now
+        self.far[rows[moved]] = dist[moved]
         c_in &= ~self.done_in[rows] & ~jitter
         c_out &= ~self.done_out[rows] & ~jitter
-        self.done_in[rows] |= c_in
-        self.done_out[rows] |= c_out
 
         while self.recent and now - self.recent[0].mono > window:
             self.recent.popleft()
+        b_in, b_out = self._birth_crossings(rows, tids, anchors, boxes, moved, now)
+        c_in |= b_in & ~self.done_in[rows]
+        c_out |= b_out & ~self.done_out[rows]
+        born = b_in | b_out
+        self.last_dir[rows[born]] = np.where(b_in[born], 1, -1)
+        self.last_flip[rows[born]] = now
+        self.far[rows[born]] = dist[born]
+        self.done_in[rows] |= c_in
+        self.done_out[rows] |= c_out
         # Crossings held as possible id-switch duplicates: released when the earlier
         # track shows up again (two objects after all), dropped at the deadline.
         vis_ids = set(tids.tolist())
@@ -444,9 +525,134 @@ class VehicleFlowPipeline:
                 int(self.ids[i]),
             )
             self._line.set_sides([self.ids[r]], [sides[m]])
+            self.unsure[r] = False
             self.last_dir[r] = self.last_dir[i]
             self.last_flip[r] = self.last_flip[i]
             overlap[:, m] = 0.0
+
+    def _birth_crossings(
+        self,
+        rows: npt.NDArray[np.intp],
+        tids: npt.NDArray[np.int64],
+        anchors: npt.NDArray[np.float64],
+        boxes: npt.NDArray[np.float64],
+        flipped: npt.NDArray[np.bool_],
+        now: float,
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """Crossings of tracks born near the line, from their own early motion.
+
+        An id switch or a track hijack inside a walking group often gives a person a
+        new id just past the line: the new track has no previous side and would never
+        count. A track first seen within :data:`BIRTH_REACH` of the line (see
+        ``unsure``) is looked at once it is :data:`BIRTH_MIN_S` old: if it has moved
+        away from the line by :data:`BIRTH_AWAY` × its box size onto a confirmed side
+        ``s``, it is taken to have come from side ``-s`` when
+
+        * a predecessor exists: another track, not visible now, last seen on side
+          ``-s`` within ``switch_window_s`` before this track's birth (or after it),
+          with its last anchor within :data:`BIRTH_PRED_R` × the box size of this
+          track's birth anchor (:meth:`_has_predecessor`); a person simply first
+          seen past the line, with nobody lost there, never counts; and
+        * no crossing counted in the window was this object
+          (:meth:`_crossed_already`): the fragment of a track that already counted
+          does not count twice.
+
+        Python runs only for rows that pass the vectorised motion test.
+
+        Args:
+            rows: ``(N,)`` state rows of the visible tracks.
+            tids: ``(N,)`` their tracker ids.
+            anchors: ``(N, 2)`` anchors, px.
+            boxes: ``(N, 4)`` boxes, px.
+            flipped: ``(N,)`` tracks whose side changed this frame (they have a
+                previous side: the ordinary rule handles them).
+            now: Monotonic time of the frame.
+
+        Returns:
+            ``(born_in, born_out)``: two ``(N,)`` bool masks.
+        """
+        assert self._line is not None
+        line = self._line
+        n = rows.size
+        none = np.zeros(n, bool)
+        self.unsure[rows[flipped]] = False
+        age = now - self.first_seen[rows]
+        check = self.unsure[rows] & (age >= BIRTH_MIN_S)
+        if not check.any():
+            return none, none.copy()
+        d = line.signed_distance(anchors)
+        side = line.sides(anchors).astype(np.float64)
+        ext = _extent(boxes, line.normal)
+        away = (d - self.bd[rows]) * side
+        ok = check & (side != 0) & (away >= BIRTH_AWAY * ext)
+        give_up = check & (age >= BIRTH_MAX_S)
+        self.unsure[rows[ok | give_up]] = False
+        b_in, b_out = none, none.copy()
+        for j in np.flatnonzero(ok):
+            r = int(rows[j])
+            s = int(side[j])
+            speed = (d[j] - self.bd[r]) / max(age[j], 1e-6)  # px/s along the normal
+            if not self._has_predecessor(r, s, tids):
+                continue
+            if self._crossed_already(r, s, speed):
+                continue
+            if s > 0:
+                b_in[j] = True
+            else:
+                b_out[j] = True
+        return b_in, b_out
+
+    def _has_predecessor(self, r: int, s: int, tids: npt.NDArray[np.int64]) -> bool:
+        """Whether a lost track was recently near row ``r``'s birth on side ``-s``.
+
+        Args:
+            r: State row of the new track.
+            s: Side (+1/-1) the new track moved onto.
+            tids: ``(N,)`` tracker ids visible now (a visible track is somebody
+                else, not the person who lost their id).
+        """
+        assert self._line is not None
+        others = np.arange(self.ids.size) != r
+        recent = self.last_seen >= self.first_seen[r] - self.rule.switch_window_s
+        sides = self._line.side_of(self.ids)
+        b0 = self.bbox0[r]
+        a0 = np.array([(b0[0] + b0[2]) / 2, b0[3]])
+        ext = float(_extent(b0[None], self._line.normal)[0])
+        dist = np.hypot(self.ax - a0[0], self.ay - a0[1])
+        cand = (
+            others
+            & recent
+            & (sides == -s)
+            & (dist <= BIRTH_PRED_R * ext)
+            & ~np.isin(self.ids, tids)
+        )
+        return bool(cand.any())
+
+    def _crossed_already(self, r: int, s: int, speed: float) -> bool:
+        """Whether a crossing counted in the window was this object, by position.
+
+        The new track's birth box is moved back along the line's normal at its own
+        speed to each recent same-direction crossing's time; overlapping that
+        crossing's box (IoU ≥ :data:`LINK_IOU`) makes it the same object, whatever
+        the ids (the earlier crosser may have been hijacked by a neighbour).
+
+        Args:
+            r: State row of the new track.
+            s: Side (+1/-1) the new track moved onto.
+            speed: Its speed along the normal since birth, px/s (signed).
+        """
+        direction = "in" if s > 0 else "out"
+        assert self._line is not None
+        normal = self._line.normal
+        b0 = self.bbox0[r]
+        t0 = float(self.first_seen[r])
+        for c in self.recent:
+            if c.direction != direction:
+                continue
+            back = np.concatenate([normal, normal]) * speed * (c.mono - t0)
+            if box_iou(np.array([c.bbox]), (b0 + back)[None])[0, 0] >= LINK_IOU:
+                return True
+        return False
 
     def _switch_suspects(self, c: Crossing, vis_ids: set[int]) -> frozenset[int]:
         """Earlier crossers this crossing may duplicate after an id switch.

@@ -142,6 +142,74 @@ CASES = [
         {"person": 1},
     ),
     ("track first seen beyond the line never counts", LINE, path(1, DOWN[6:]), {}, {}),
+    (
+        # Regression (MOT bench, issue #5): two people walking opposite ways swap
+        # ids well past the line; the track that counted "in" then follows the other
+        # person back over the line 1 s later and that "out" was dropped as jitter.
+        "id swap far past the line: crossing back within the window counts",
+        LINE,
+        together(
+            path(1, [30, 38, 46, 54, 62, 70, 62, 54, 46, 38, 30]),
+            path(2, [90, 86, 82, 78, 74, 70, 76, 82, 88, 94, 98], x=52),
+        ),
+        {"car": 1},
+        {"car": 1},
+    ),
+    (
+        # Regression (MOT bench, issue #5): a person lost just before the line and
+        # found again just past it, under a new id whose box is too far from the
+        # lost one to inherit its side, was never counted.
+        "new id born at the line moving away after a track was lost there counts",
+        LINE,
+        path(1, [30, 34, 38, 42, 46]) + [[]] + path(2, [54, 58, 62, 66, 70], x=56),
+        {"car": 1},
+        {},
+    ),
+    (
+        "new id born past the line far from it does not count",
+        LINE,
+        path(1, [30, 34, 38, 42, 46]) + [[]] + path(2, [66, 70, 74, 78, 82], x=56),
+        {},
+        {},
+    ),
+    (
+        "new id born at the line moving along it does not count",
+        LINE,
+        path(1, [30, 34, 38, 42, 46])
+        + [[]]
+        + [[(2, x, 55, CAR)] for x in (54, 58, 62, 66, 70)],
+        {},
+        {},
+    ),
+    (
+        "new id born at the line next to a visible neighbour does not count",
+        LINE,
+        together(
+            path(1, [30, 34, 38, 42, 46] + [46] * 6),
+            [[]] * 6 + path(2, [54, 58, 62, 66, 70], x=56),
+        ),
+        {},
+        {},
+    ),
+    (
+        # Track 1 counts A, then jumps onto C who stands at the line (C's track 3
+        # is lost); A comes back as track 2 just past the line. Track 3 makes a
+        # predecessor, but A's crossing was already counted: no second count.
+        "born-past-line fragment of a person already counted does not count twice",
+        LINE,
+        [
+            [(1, 50, 34, CAR), (3, 52, 40, CAR)],
+            [(1, 50, 38, CAR), (3, 52, 44, CAR)],
+            [(1, 50, 42, CAR), (3, 52, 47, CAR)],
+            [(1, 50, 46, CAR), (3, 52, 49, CAR)],
+            [(1, 50, 50, CAR), (3, 52, 49, CAR)],
+            [(1, 50, 55, CAR), (3, 52, 49, CAR)],
+            [(1, 52, 49, CAR)],
+        ]
+        + [[(1, 52, 49, CAR), (2, 50, y, CAR)] for y in (58, 60, 62, 64, 66, 68)],
+        {"car": 1},
+        {},
+    ),
     ("empty frames", LINE, [[]] * 50, {}, {}),
 ]
 
