@@ -19,6 +19,9 @@ What counts as one crossing (see also :class:`monitor.zones.LineZone`):
   moments before was on that side, and no counted crossing in the window was the same
   object by position (:meth:`VehicleFlowPipeline._birth_crossings`); any other track
   first seen beyond the line never counts;
+* two tracks that meet on the line from opposite sides and both turn back are an id
+  swap between two people crossing opposite ways: one "in" and one "out"
+  (:meth:`VehicleFlowPipeline._turn_pairs`);
 * a second box on the same vehicle (e.g. "car" and "truck" from class-wise NMS,
   followed as two tracks) does not count twice: a crossing whose box overlaps
   (IoU ≥ :data:`DUPLICATE_IOU`) a visible track that crossed the same way within
@@ -104,7 +107,25 @@ _COLS = (
     "unsure",
     "bd",
     "bbox0",
+    "near_d",
+    "near_t",
+    "near_x",
+    "near_y",
+    "app",
+    "cls",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """A track that came to the line and went back (see ``_turn_pairs``)."""
+
+    tracker_id: int
+    side: int
+    mono: float  # time of its closest approach
+    x: float  # anchor there, px
+    y: float
+    ext: float  # box size along the line's normal, px
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +170,21 @@ away from it, onto a confirmed side, to be taken as having come from the other s
 BIRTH_PRED_R = 1.0
 """A predecessor's last anchor is within this × the new box size of its birth
 anchor."""
+
+BIRTH_PRED_AGE_S = 0.3
+"""A predecessor was tracked at least this long (a clutter track seen for a frame and
+lost does not vouch for a person first seen past the line)."""
+
+TURN_APPROACH = 0.5
+"""A turning track had come this × its box size (along the normal) towards the line."""
+TURN_BACK = 0.3
+"""... and went back this × its box size after its closest approach ..."""
+TURN_MAX_S = 1.0
+"""... within this many seconds of it (people meeting and standing do not count)."""
+TURN_DT_S = 0.5
+"""Two turns pair when their closest approaches are at most this far apart in time ..."""
+TURN_R = 1.5
+"""... and at most this × the larger box size apart in the image."""
 
 JITTER_BAND = 2.0
 JITTER_BOX = 0.5
@@ -241,6 +277,15 @@ class VehicleFlowPipeline:
         self.unsure = np.zeros(0, bool)  # born near the line, previous side not derived
         self.bd = np.zeros(0, np.float64)  # signed distance from the line at birth, px
         self.bbox0 = np.zeros((0, 4), np.float64)  # box at birth, px
+        # Closest approach to the line since the last flip (or turn): |distance|,
+        # time, anchor, and how far the track had come towards the line by then.
+        self.near_d = np.zeros(0, np.float64)
+        self.near_t = np.zeros(0, np.float64)
+        self.near_x = np.zeros(0, np.float64)
+        self.near_y = np.zeros(0, np.float64)
+        self.app = np.zeros(0, np.float64)
+        self.cls = np.zeros(0, np.int64)  # class id last seen
+        self.turns: collections.deque[_Turn] = collections.deque()
         self.pending: list[tuple[Crossing, frozenset[int], float, int]] = []
         self.recent: collections.deque[Crossing] = collections.deque()
         self.crossings: list[Crossing] = []
@@ -375,6 +420,12 @@ class VehicleFlowPipeline:
             self.unsure = np.concatenate([self.unsure, near & (window > 0)])
             self.bd = np.concatenate([self.bd, d0])
             self.bbox0 = np.concatenate([self.bbox0, boxes[new]])
+            self.near_d = np.concatenate([self.near_d, np.full(n, math.inf)])
+            self.near_t = np.concatenate([self.near_t, np.full(n, now)])
+            self.near_x = np.concatenate([self.near_x, anchors[new, 0]])
+            self.near_y = np.concatenate([self.near_y, anchors[new, 1]])
+            self.app = np.concatenate([self.app, np.zeros(n)])
+            self.cls = np.concatenate([self.cls, cls[new]])
             self.done_in = np.concatenate([self.done_in, np.zeros(n, bool)])
             self.done_out = np.concatenate([self.done_out, np.zeros(n, bool)])
             self.last_dir = np.concatenate([self.last_dir, np.zeros(n, np.int8)])
@@ -423,6 +474,8 @@ class VehicleFlowPipeline:
         self.far[rows[born]] = dist[born]
         self.done_in[rows] |= c_in
         self.done_out[rows] |= c_out
+        self.cls[rows] = cls
+        swapped = self._turn_pairs(rows, anchors, boxes, dist, moved | born, now)
         # Crossings held as possible id-switch duplicates: released when the earlier
         # track shows up again (two objects after all), dropped at the deadline.
         vis_ids = set(tids.tolist())
@@ -463,6 +516,17 @@ class VehicleFlowPipeline:
                 self.pending.append((crossing, prior, now + window, cid))
             else:
                 events.extend(self._release(crossing, cid))
+        for r, direction in swapped:
+            crossing = Crossing(
+                tracker_id=int(self.ids[r]),
+                class_name=self.class_names[int(self.cls[r])],
+                direction=direction,
+                mono=now,
+                ts=ts,
+                point=(float(self.ax[r]), float(self.ay[r])),
+                bbox=tuple(float(v) for v in self.box[r]),  # type: ignore[arg-type]
+            )
+            events.extend(self._release(crossing, int(self.cls[r])))
 
         if self.crossings:
             for c in self.crossings:
@@ -596,11 +660,116 @@ class VehicleFlowPipeline:
                 continue
             if self._crossed_already(r, s, speed):
                 continue
+            log.debug(
+                "vehicle_flow %s: track %d born at the line counts from side %d",
+                self.rule.id,
+                int(self.ids[r]),
+                -s,
+            )
             if s > 0:
                 b_in[j] = True
             else:
                 b_out[j] = True
         return b_in, b_out
+
+    def _turn_pairs(
+        self,
+        rows: npt.NDArray[np.intp],
+        anchors: npt.NDArray[np.float64],
+        boxes: npt.NDArray[np.float64],
+        dist: npt.NDArray[np.float64],
+        flipped: npt.NDArray[np.bool_],
+        now: float,
+    ) -> list[tuple[int, str]]:
+        """Two tracks that met at the line from opposite sides and both turned back.
+
+        That is an id swap at the line between two people crossing it in opposite
+        directions: each track follows the other person back to where it came from,
+        and neither changes side. A track *turns* when it had come
+        :data:`TURN_APPROACH` × box size towards the line, got within the band +
+        :data:`BIRTH_REACH` × box size of it, and within :data:`TURN_MAX_S` moved
+        back :data:`TURN_BACK` × box size without crossing. Two turns of different
+        tracks from opposite sides, closest approaches within :data:`TURN_DT_S` of
+        each other and :data:`TURN_R` × box size apart, count one crossing each way:
+        "in" for the track now on the "in" side, "out" for the other (each track
+        still at most once per direction).
+
+        Returns:
+            ``(row, direction)`` crossings to count.
+        """
+        assert self._line is not None
+        line = self._line
+        ext = _extent(boxes, line.normal)
+        # Closest approach since the last flip.
+        self.near_d[rows[flipped]] = math.inf
+        self.far[rows[flipped]] = dist[flipped]
+        closer = ~flipped & (dist < self.near_d[rows])
+        cr = rows[closer]
+        self.near_d[cr] = dist[closer]
+        self.near_t[cr] = now
+        self.near_x[cr] = anchors[closer, 0]
+        self.near_y[cr] = anchors[closer, 1]
+        self.app[cr] = self.far[cr] - dist[closer]
+        sides = line.side_of(self.ids[rows])
+        turn = (
+            ~flipped
+            & (sides != 0)
+            & (self.near_d[rows] <= line.hysteresis_px + BIRTH_REACH * ext)
+            & (self.app[rows] >= TURN_APPROACH * ext)
+            & (dist - self.near_d[rows] >= TURN_BACK * ext)
+            & (now - self.near_t[rows] <= TURN_MAX_S)
+        )
+        while self.turns and now - self.turns[0].mono > TURN_MAX_S + TURN_DT_S:
+            self.turns.popleft()
+        out: list[tuple[int, str]] = []
+        for j in np.flatnonzero(turn):
+            r = int(rows[j])
+            t = _Turn(
+                int(self.ids[r]),
+                int(sides[j]),
+                float(self.near_t[r]),
+                float(self.near_x[r]),
+                float(self.near_y[r]),
+                float(ext[j]),
+            )
+            # Turning again needs a new approach.
+            self.near_d[r] = math.inf
+            self.far[r] = dist[j]
+            mate = next(
+                (
+                    u
+                    for u in self.turns
+                    if u.tracker_id != t.tracker_id
+                    and u.side == -t.side
+                    and abs(u.mono - t.mono) <= TURN_DT_S
+                    and math.hypot(u.x - t.x, u.y - t.y) <= TURN_R * max(u.ext, t.ext)
+                ),
+                None,
+            )
+            if mate is None:
+                self.turns.append(t)
+                continue
+            self.turns.remove(mate)
+            found_rows, ok = lookup_rows(self.ids, np.array([mate.tracker_id]))
+            if not ok[0]:
+                continue
+            m = int(found_rows[0])
+            log.debug(
+                "vehicle_flow %s: tracks %d and %d swapped ids on the line",
+                self.rule.id,
+                t.tracker_id,
+                mate.tracker_id,
+            )
+            for row, side in ((r, t.side), (m, mate.side)):
+                if side > 0 and not self.done_in[row]:
+                    self.done_in[row] = True
+                    out.append((row, "in"))
+                elif side < 0 and not self.done_out[row]:
+                    self.done_out[row] = True
+                    out.append((row, "out"))
+                self.last_dir[row] = side
+                self.last_flip[row] = now
+        return out
 
     def _has_predecessor(self, r: int, s: int, tids: npt.NDArray[np.int64]) -> bool:
         """Whether a lost track was recently near row ``r``'s birth on side ``-s``.
@@ -624,6 +793,7 @@ class VehicleFlowPipeline:
             & recent
             & (sides == -s)
             & (dist <= BIRTH_PRED_R * ext)
+            & (self.last_seen - self.first_seen >= BIRTH_PRED_AGE_S)
             & ~np.isin(self.ids, tids)
         )
         return bool(cand.any())

@@ -35,6 +35,8 @@ def together(*paths):
 
 DOWN = list(range(30, 72, 4))  # 30 .. 70
 UP = DOWN[::-1]
+TO_LINE_AND_BACK = [30, 34, 38, 42, 46, 48, 44, 40, 36, 32]
+FROM_BELOW_AND_BACK = [70, 66, 62, 58, 54, 52, 56, 60, 64, 68]
 
 CASES = [
     ("car moving down counts in", LINE, path(1, DOWN), {"car": 1}, {}),
@@ -166,6 +168,15 @@ CASES = [
         {},
     ),
     (
+        # MOT bench: at the start of a sequence, clutter tracks seen for a frame
+        # and lost made "predecessors" for people already past the line.
+        "new id born at the line after a one-frame track was lost there: no count",
+        LINE,
+        [[(9, 50, 44, CAR)]] + path(2, [53, 57, 61, 65, 69], x=54),
+        {},
+        {},
+    ),
+    (
         "new id born past the line far from it does not count",
         LINE,
         path(1, [30, 34, 38, 42, 46]) + [[]] + path(2, [66, 70, 74, 78, 82], x=56),
@@ -187,6 +198,44 @@ CASES = [
         together(
             path(1, [30, 34, 38, 42, 46] + [46] * 6),
             [[]] * 6 + path(2, [54, 58, 62, 66, 70], x=56),
+        ),
+        {},
+        {},
+    ),
+    (
+        # Regression (MOT bench, TUD-Stadtmitte, issue #5): two people crossing the
+        # line in opposite directions swap ids as they pass each other on it; each
+        # track follows the other person back, neither changes side, nothing counted.
+        "id swap on the line between opposite walkers counts one in, one out",
+        LINE,
+        together(path(1, TO_LINE_AND_BACK), path(2, FROM_BELOW_AND_BACK, x=52)),
+        {"car": 1},
+        {"car": 1},
+    ),
+    (
+        "one person walking up to the line and back does not count",
+        LINE,
+        path(1, TO_LINE_AND_BACK),
+        {},
+        {},
+    ),
+    (
+        "two people turning back at the line far apart along it do not count",
+        LINE,
+        together(path(1, TO_LINE_AND_BACK, x=20), path(2, FROM_BELOW_AND_BACK, x=80)),
+        {},
+        {},
+    ),
+    (
+        "two people meeting on the line, standing, then going back do not count",
+        LINE,
+        together(
+            path(1, TO_LINE_AND_BACK[:6] + [48] * 15 + TO_LINE_AND_BACK[6:]),
+            path(
+                2,
+                FROM_BELOW_AND_BACK[:6] + [52] * 15 + FROM_BELOW_AND_BACK[6:],
+                x=52,
+            ),
         ),
         {},
         {},
