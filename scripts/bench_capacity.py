@@ -174,6 +174,8 @@ def _live_worker(
     duration_s: float,
     out_q: Any,
     go: Any,
+    redis_url: str | None = None,
+    stream: str = "",
 ) -> None:
     """One simulated camera: run the real loop for ``duration_s``; report metrics.
 
@@ -190,7 +192,22 @@ def _live_worker(
 
         # Per-worker sessions: one intra-op thread each, or N workers oversubscribe.
         detector = load_detector(app.detector.model_copy(update={"threads": 1}))
-    sink = _ListSink()
+    sink: Any = _ListSink()
+    if redis_url:
+        import tempfile
+
+        from monitor.publisher import EventPublisher
+
+        # The real publisher (bounded queue, sender thread, spool): the parent reads
+        # the stream afterwards and measures capture -> event-in-Redis per event.
+        sink = EventPublisher(
+            redis_url,
+            stream=stream,
+            heartbeat_stream=stream + ":hb",
+            maxlen=1_000_000,
+            spool_dir=Path(tempfile.mkdtemp(prefix="hm-bench-spool-")),
+            spool_max_events=10_000,
+        )
     parts = build_parts(app, cam, sink, evidence=False, detector=detector)
     out_q.put("ready")
     go.wait()
@@ -207,6 +224,8 @@ def _live_worker(
     stats = run_camera(cam, parts, stop, heartbeat_s=1e9, observer=observe)
     src = parts.source.stats()
     parts.close()
+    if redis_url:
+        sink.close()
     # Rate between the first and last processed frame (connect/close time excluded).
     span = max(t_seen[-1] - t_seen[0], 1e-6) if len(t_seen) > 1 else float("inf")
     out_q.put(
@@ -353,8 +372,14 @@ def capacity(
     scene: str = "busy",
     preencode: bool = True,
     width: int | None = None,
+    redis_url: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Run N live cameras per strategy; stop growing N once the rate is not held."""
+    """Run N live cameras per strategy; stop growing N once the rate is not held.
+
+    With ``redis_url`` every worker publishes through the real ``RedisPublisher``
+    and the row reports p95 capture -> event-in-Redis (Redis entry id time minus the
+    event's frame time, same host clock).
+    """
     import psutil
 
     from monitor.detector_service import DetectorService
@@ -380,6 +405,7 @@ def capacity(
                 service.start()
             q = ctx.Queue()
             go = ctx.Event()
+            stream = f"hm-bench:{os.getpid()}:{strat}:{n}:{time.time_ns()}"
             procs = []
             for i in range(n):
                 video, base = plan[i]
@@ -391,7 +417,16 @@ def capacity(
                 det = service.client(i) if service else None
                 p = ctx.Process(
                     target=_live_worker,
-                    args=(app_path, cam.model_dump_json(), det, duration_s, q, go),
+                    args=(
+                        app_path,
+                        cam.model_dump_json(),
+                        det,
+                        duration_s,
+                        q,
+                        go,
+                        redis_url,
+                        stream,
+                    ),  # fmt: skip
                 )
                 p.start()
                 procs.append(p)
@@ -444,6 +479,7 @@ def capacity(
             if server is not None:
                 server.close()
             lat = sorted(x for r in results for x in r["lat"][5:])  # skip warm-up
+            redis_lat = _redis_latencies(redis_url, stream) if redis_url else []
             fpss = sorted(r["fps"] for r in results) or [0.0]
             calls = sum(r["detector_calls"] for r in results)
             held = len(results) == n and min(fpss) >= 0.9 * fps
@@ -472,12 +508,54 @@ def capacity(
                     if lat
                     else float("nan"),
                     "per_camera": {r["camera"]: round(r["fps"], 2) for r in results},
+                    "events_in_redis": len(redis_lat),
+                    "p95_redis_ms": 1000 * redis_lat[int(0.95 * (len(redis_lat) - 1))]
+                    if redis_lat
+                    else float("nan"),
                 }
             )
             print_capacity(rows[-1:], header=len(rows) == 1, fps=fps)
             if not held:
                 break
     return rows
+
+
+def _redis_latencies(redis_url: str, stream: str) -> list[float]:
+    """Sorted seconds from each event's frame capture to its XADD; deletes the stream."""
+    import redis
+
+    from monitor.events import MessageError, decode_event
+
+    r = redis.Redis.from_url(redis_url)
+    out = []
+    for entry_id, fields in r.xrange(stream):
+        try:
+            ev = decode_event(fields)
+        except MessageError:
+            continue
+        added = int(entry_id.split(b"-")[0]) / 1000.0
+        out.append(added - ev.ts.timestamp())
+    r.delete(stream, stream + ":hb")
+    return sorted(out)
+
+
+def _bench_redis() -> tuple[str, Any]:
+    """``REDIS_URL``, else a local Redis on 6379, else the embedded one (started)."""
+    import redis
+
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        return url, None
+    except redis.RedisError:
+        import tempfile
+
+        from monitor.embedded_redis import EmbeddedRedis
+
+        emb = EmbeddedRedis(
+            tempfile.mkdtemp(prefix="hm-bench-redis-"), appendonly=False
+        )
+        return emb.start(), emb
 
 
 def print_capacity(
@@ -487,15 +565,16 @@ def print_capacity(
         print(f"\n## Capacity on this box (target {fps:g} detections/s per camera)\n")
         print("| scene | strategy | transport | cameras | fps min / median | held | detector calls/s | "
               "dropped | CPU % | RTSP server CPU % | box CPU % | RSS MB | "
-              "p95 capture→processed ms |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "p95 capture→processed ms | events | p95 capture→event in Redis ms |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['scene']} | {r['strategy']} | {r['transport']} | {r['cameras']} | {r['fps_min']:.2f} / "
             f"{r['fps_median']:.2f} | {'yes' if r['held'] else 'NO'} | "
             f"{r['detector_calls_s']:.1f} | {r['dropped']} | {r['cpu_pct']:.0f} | "
             f"{r['server_cpu_pct']:.0f} | {r['box_cpu_pct']:.0f} | "
-            f"{r['rss_mb']:.0f} | {r['p95_ms']:.0f} |",
+            f"{r['rss_mb']:.0f} | {r['p95_ms']:.0f} | {r.get('events_in_redis', 0)} | "
+            f"{r.get('p95_redis_ms', float('nan')):.0f} |",
             flush=True,
         )
 
@@ -541,6 +620,7 @@ def main() -> int:
         out["accuracy"] = accuracy(load_config(args.config))
         print_accuracy(out["accuracy"])
     if args.part in ("capacity", "all"):
+        redis_url, embedded = _bench_redis()
         out["capacity"] = capacity(
             args.config,
             [int(x) for x in args.cameras.split(",")],
@@ -550,7 +630,10 @@ def main() -> int:
             scene=args.scene,
             preencode=not args.live_encode,
             width=args.width,
+            redis_url=redis_url,
         )
+        if embedded is not None:
+            embedded.stop()
     if args.part in ("peer", "all"):
         if not args.peer_python:
             print("peer loop skipped: pass --peer-python (see docs/peer_comparison.md)")
