@@ -28,9 +28,11 @@ class TrackerConfig(StrictModel):
         le=1.0,
     )
     new_track_threshold: float = Field(
-        0.6,
+        0.5,
         title="New track score",
-        description="Minimum score to start a track (0-1)",
+        description="Minimum score to start a track (0-1). 0.5 since #5/#8 (was "
+        "0.6): at 5 detections/s a vehicle scored 0.5-0.6 by an int8 model got too "
+        "few chances to start a track before it crossed a line",
         ge=0.0,
         le=1.0,
     )
@@ -49,6 +51,25 @@ class TrackerConfig(StrictModel):
         ge=1,
         le=100,
     )
+    max_speed: float = Field(
+        4.0,
+        title="Max speed of new tracks",
+        description="Box sizes per second. A track with one detection has no "
+        "velocity yet, so besides IoU >= match_iou it also matches a detection of "
+        "its class group and similar size whose centre is within max_speed x "
+        "(seconds since its detection) box sizes: at 5 detections/s a fast car no "
+        "longer overlaps its first box. 0: IoU only",
+        ge=0.0,
+        le=100.0,
+    )
+    class_groups: tuple[tuple[str, ...], ...] = Field(
+        (("car", "bus", "truck"),),
+        title="Class groups",
+        description="Detector class names a track may switch between (detectors "
+        "flip one vehicle between car, bus and truck from frame to frame); a class "
+        "in no group only continues as itself, so a person never continues as a "
+        "car. Names the detector does not have are ignored",
+    )
     lost_buffer_s: float = Field(
         1.5,
         title="Lost buffer",
@@ -59,6 +80,14 @@ class TrackerConfig(StrictModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> TrackerConfig:
+        seen: set[str] = set()
+        for g in self.class_groups:
+            twice = seen.intersection(g)
+            if twice:
+                raise ValueError(
+                    f"class_groups: {sorted(twice)} in more than one group"
+                )
+            seen.update(g)
         if self.low_threshold > self.high_threshold:
             raise ValueError(
                 f"low_threshold ({self.low_threshold}) must be <= high_threshold "

@@ -18,7 +18,13 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["KalmanParams", "initiate", "predict", "update", "xyxy_to_cxcywh"]
+__all__ = [
+    "KalmanParams",
+    "initiate",
+    "predict",
+    "update",
+    "xyxy_to_cxcywh",
+]
 
 F64 = npt.NDArray[np.float64]
 
@@ -41,10 +47,14 @@ class KalmanParams:
         std_pos: float = 0.05 * 5.0,
         std_vel: float = 0.00625 * 25.0,
         std_meas: float = 0.05,
-        init_vel_std: float = 0.5,
+        init_vel_std: float = 2.0,
     ) -> None:
         # Defaults are ByteTrack's per-frame values (1/20, 1/160) converted to a
         # per-second rate at a 25 fps reference; the variance then scales with dt.
+        # init_vel_std is a speed a new track may plausibly have, in box sizes per
+        # second (0.5 until #5/#8: at 5 detections/s it kept a new car's velocity
+        # near zero for several steps; 2.0 learns most of it from the second
+        # detection, docs/tracking.md "Counting at low detection rates").
         self.std_pos = std_pos
         self.std_vel = std_vel
         self.std_meas = std_meas

@@ -27,20 +27,33 @@ Association per detection step (ByteTrack, with tentatives also offered low scor
    scored low from being dropped and re-born; it measured +0.6 MOTA points on the
    benchmark (docs/tracking.md).
 
-IoU is zeroed between different classes, so a person never continues as a car.
+IoU is zeroed between classes of different ``class_groups`` (a person never
+continues as a car); within a group (car, bus, truck by default: detectors flip a
+vehicle between them) a class change is allowed at a small discount.
+
+Low detection rates (5/s and below): a new track has no velocity, so at its second
+detection a fast object may no longer overlap it. Tentative tracks therefore also
+match inside a centre-distance gate, in box sizes, that grows with the time since
+their last detection (``max_speed`` box sizes per second; a no-op at 25/s where
+IoU already covers the gate), and the Kalman prior on a new track's speed is wide
+enough (``KalmanParams.init_vel_std``) for its second detection to set most of its
+velocity. Tracks born on the first detection step (start, ``reset()``) are
+confirmed at once, as in ByteTrack.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from config.base import COCO_CLASSES
 from config.tracker import TrackerConfig
 from monitor import kalman
-from monitor.assignment import iou_cxcywh_xyxy, match
+from monitor.assignment import iou_cxcywh_xyxy, iou_matrix, match
 from monitor.types import Detections
 
 __all__ = ["LOW_MATCH_IOU", "Tracker"]
@@ -49,6 +62,17 @@ log = logging.getLogger(__name__)
 
 #: Minimum IoU to accept a low-score detection in the second stage (ByteTrack: 0.5).
 LOW_MATCH_IOU = 0.5
+
+#: Widths and heights of a gated pair differ by less than this factor.
+_GATE_SIZE = 1.6
+#: Factor on the IoU of a track and a detection of another class of its group.
+_CROSS_CLASS = 0.5
+#: IoU above which a birth candidate of another class of a group is taken as a
+#: second box on an object already matched this step (no new track).
+_SECOND_BOX_IOU = 0.7
+#: Smallest similarity accepted once the gate has been merged in (gate scores are
+#: already zero outside it; IoU below ``match_iou`` is zeroed first).
+_MIN_SIM = 1e-9
 
 # Column layout of the track table.
 _MEAN = slice(0, 8)  # cx, cy, w, h, vcx, vcy, vw, vh (px, px/s)
@@ -71,16 +95,35 @@ class Tracker:
 
     Args:
         cfg: Thresholds and buffers (seconds); defaults when ``None``.
+        class_names: Detector class names, index == class id, to resolve
+            ``cfg.class_groups``; COCO-80 when ``None``.
     """
 
-    def __init__(self, cfg: TrackerConfig | None = None) -> None:
+    def __init__(
+        self, cfg: TrackerConfig | None = None, class_names: Sequence[str] | None = None
+    ) -> None:
         self.cfg = cfg if cfg is not None else TrackerConfig()
+        names = tuple(class_names) if class_names is not None else COCO_CLASSES
+        # Class id -> group id (the smallest class id of its group, else itself).
+        group = np.arange(len(names), dtype=np.int64)
+        index = {n: i for i, n in enumerate(names)}
+        for g in self.cfg.class_groups:
+            ids = [index[n] for n in g if n in index]
+            if ids:
+                group[ids] = min(ids)
+        self._group = group
         self.kalman = kalman.KalmanParams()
         # Tuning knobs kept off the config schema (measured in docs/tracking.md):
         # offer low-score detections to tentative tracks (stage 3), and how long an
         # unmatched tentative track survives (0: dropped at its first miss).
         self.low_for_tentative = True
         self.tentative_buffer_s = 0.0
+        # Tracks born on the first detection step (start, or after reset) are
+        # confirmed at once, as in ByteTrack: there is no earlier frame to have
+        # seen them in, and a vehicle already on the line at start-up would
+        # otherwise only surface after it crossed (0.2 s later at 5/s).
+        self.confirm_first_step = True
+        self._first_step = True
         self._next_id = 1
         self._bad_inputs = 0
         self._t = np.zeros((0, _NCOL))
@@ -108,6 +151,7 @@ class Tracker:
         )
         self._t = np.zeros((0, _NCOL))
         self._mono = None
+        self._first_step = True
         self._removed = _NO_IDS
 
     def update(self, detections: Detections | None, mono: float) -> Detections:
@@ -159,6 +203,89 @@ class Tracker:
         c = rows[:, 0:2]
         half = 0.5 * rows[:, 2:4]
         return np.concatenate([c - half, c + half], axis=1)
+
+    def _groups(self, cls: npt.NDArray[np.floating | np.integer]) -> npt.NDArray:
+        """``(K,)`` class group ids of ``(K,)`` class ids (unknown ids: themselves)."""
+        c = np.asarray(cls).astype(np.int64)
+        g = self._group
+        inside = (c >= 0) & (c < g.size)
+        return np.where(inside, g[np.clip(c, 0, g.size - 1)], c)
+
+    def _second_box(
+        self,
+        det: Detections,
+        born: npt.NDArray[np.intp],
+        md: npt.NDArray[np.intp],
+    ) -> npt.NDArray[np.bool_]:
+        """``(B,)`` True where birth candidate ``born`` is a second box on one object.
+
+        Class-wise NMS leaves e.g. a car box and a truck box on one vehicle; the
+        second box must not become a second track (the line rule counted such
+        pairs twice). A candidate is a second box when it overlaps (IoU >=
+        ``_SECOND_BOX_IOU``) a box of another class of its group that was matched
+        to a track this step, or that is a higher-scoring birth candidate.
+
+        Args:
+            det: This step's detections.
+            born: ``(B,)`` indices of birth candidates.
+            md: ``(M,)`` indices of matched detections.
+        """
+        ref = np.concatenate([md, born])
+        ov = iou_matrix(det.xyxy[born], det.xyxy[ref])
+        cls = det.class_id
+        grp = self._groups(cls)
+        ov *= (grp[born][:, None] == grp[ref][None, :]) & (
+            cls[born][:, None] != cls[ref][None, :]
+        )
+        conf = det.confidence
+        # Ties between candidates go to the earlier row (the detector's order).
+        first = (conf[ref][None, :] > conf[born][:, None]) | (
+            (conf[ref][None, :] == conf[born][:, None]) & (ref[None, :] < born[:, None])
+        )
+        first[:, : md.size] = True
+        return np.asarray(((ov >= _SECOND_BOX_IOU) & first).any(axis=1))
+
+    def _gate_similarity(
+        self,
+        rows: npt.NDArray[np.float64],
+        z: npt.NDArray[np.float64],
+        cls: npt.NDArray[np.int64],
+        mono: float,
+    ) -> npt.NDArray[np.float64]:
+        """Distance-gate similarity of tracks to detections, in ``[0, 1)``.
+
+        The centre distance is measured in box sizes (x by the mean width, y by the
+        mean height of the pair); a pair is inside the gate when that distance is
+        below ``max_speed * (mono - last match)`` and the widths and
+        heights differ by less than ``_GATE_SIZE``x. Inside, the similarity is
+        ``1 - distance / gate`` (0 outside and across classes).
+
+        Args:
+            rows: ``(N, _NCOL)`` track rows (predicted means).
+            z: ``(M, 4)`` detections ``[cx, cy, w, h]``.
+            cls: ``(M,)`` detection classes.
+            mono: Current time, seconds.
+
+        Returns:
+            ``(N, M)`` similarity.
+        """
+        tz = rows[:, 0:4]
+        mw = 0.5 * (tz[:, 2:3] + z[:, 2])
+        mh = 0.5 * (tz[:, 3:4] + z[:, 3])
+        dx = (z[:, 0] - tz[:, 0:1]) / mw
+        dy = (z[:, 1] - tz[:, 1:2]) / mh
+        dist = np.sqrt(dx * dx + dy * dy)
+        gate = self.cfg.max_speed * (mono - rows[:, _SEEN : _SEEN + 1])
+        np.maximum(gate, 1e-9, out=gate)
+        sim = 1.0 - dist / gate
+        rw = z[:, 2] / tz[:, 2:3]
+        rh = z[:, 3] / tz[:, 3:4]
+        lo, hi = 1.0 / _GATE_SIZE, _GATE_SIZE
+        ok = (rw > lo) & (rw < hi) & (rh > lo) & (rh < hi)
+        ok &= self._groups(rows[:, _CLS])[:, None] == self._groups(cls)[None, :]
+        sim[~ok] = 0.0
+        np.maximum(sim, 0.0, out=sim)
+        return sim
 
     def _expire(self, mono: float, drop: npt.NDArray[np.bool_] | None) -> None:
         """Remove lost tracks past their buffer (and rows in ``drop``)."""
@@ -232,9 +359,16 @@ class Tracker:
         matched = np.zeros(n, dtype=bool)
         if n and d:
             iou = iou_cxcywh_xyxy(t[:, 0:4], det.xyxy)
-            iou *= t[:, _CLS][:, None] == det.class_id[None, :]
+            # IoU only within a class group (a person never continues as a car);
+            # a class change inside a group ranks below a same-class pair (a car
+            # track keeps the car box when class-wise NMS left a car and a truck
+            # box on one vehicle), while thresholds apply to the IoU itself.
+            iou *= self._groups(t[:, _CLS])[:, None] == self._groups(det.class_id)
+            cross = t[:, _CLS][:, None] != det.class_id[None, :]
+            any_cross = bool(cross.any())
             free_det = np.ones(d, dtype=bool)
             tent = state == _TENTATIVE
+            one_hit = t[:, _HITS] == 1.0
             stages = (
                 (~tent, high, cfg.match_iou),
                 (tent, high, cfg.match_iou),
@@ -249,8 +383,20 @@ class Tracker:
                 di = (det_sel & free_det).nonzero()[0]
                 if not ti.size or not di.size:
                     continue
-                # one gather (a copy), thresholded in place by match()
-                r, c = match(iou[ti[:, None], di], min_iou, inplace=True)
+                sc = iou[ti[:, None], di]  # one gather (a copy), edited in place
+                sc[sc < min_iou] = 0.0
+                gated = one_hit[ti]
+                if cfg.max_speed > 0.0 and gated.any():
+                    # One-hit tracks have no velocity yet: also accept a
+                    # detection within a distance gate that grows with time.
+                    gate = self._gate_similarity(
+                        t[ti], z_all[di], det.class_id[di], mono
+                    )
+                    gate[~gated] = 0.0
+                    np.maximum(sc, gate, out=sc)
+                if any_cross:
+                    sc *= np.where(cross[ti[:, None], di], _CROSS_CLASS, 1.0)
+                r, c = match(sc, _MIN_SIM, inplace=True)
                 matched[ti[r]] = True
                 free_det[di[c]] = False
                 track_of_det[di[c]] = ti[r]
@@ -266,6 +412,7 @@ class Tracker:
             if not np.shares_memory(cov, rows):  # pragma: no cover - numpy copied
                 rows[:, _COV] = cov.reshape(-1, 12)
             rows[:, _SCORE] = conf[md]
+            rows[:, _CLS] = det.class_id[md]
             rows[:, _SEEN] = mono
             hits = rows[:, _HITS]
             hits += 1.0
@@ -294,6 +441,8 @@ class Tracker:
         born = np.flatnonzero(
             (track_of_det < 0) & high & (conf >= cfg.new_track_threshold)
         )
+        if born.size:
+            born = born[~self._second_box(det, born, md)]
         out_det = md
         out_pid = t[mt, _PID] if md.size else np.zeros(0)
         out_ok = out_pid > 0
@@ -306,7 +455,9 @@ class Tracker:
             new[:, _SEEN] = mono
             new[:, _HITS] = 1.0
             new[:, _CLS] = det.class_id[born]
-            if cfg.min_confirm_hits <= 1:
+            if cfg.min_confirm_hits <= 1 or (
+                self._first_step and self.confirm_first_step
+            ):
                 new[:, _STATE] = _CONFIRMED
                 new[:, _PID] = np.arange(self._next_id, self._next_id + born.size)
                 self._next_id += born.size
@@ -315,6 +466,7 @@ class Tracker:
                 out_ok = np.concatenate([out_ok, np.ones(born.size, dtype=bool)])
             self._t = np.concatenate([self._t, new])
 
+        self._first_step = False
         sel = out_det[out_ok]
         return Detections(
             xyxy=det.xyxy[sel],

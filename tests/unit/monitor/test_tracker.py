@@ -30,9 +30,16 @@ def box(cx: float, cy: float, w: float = 40, h: float = 100) -> tuple[float, ...
     return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
 
 
-def run(steps: Sequence[Step], cfg: TrackerConfig | None = None):
-    """Feed a scenario; return per-step (output Detections, removed ids)."""
+def run(steps: Sequence[Step], cfg: TrackerConfig | None = None, primed: bool = True):
+    """Feed a scenario; return per-step (output Detections, removed ids).
+
+    ``primed``: the tracker first sees an empty detection step at the first
+    timestamp (it has been running on an empty scene), so the scenario's first
+    detections are not confirmed at once as on a tracker's very first step.
+    """
     tr = Tracker(cfg)
+    if primed and steps:
+        tr.update(dets([]), steps[0][0])
     out = []
     for mono, rows in steps:
         d = None if rows is None else dets(rows)
@@ -301,3 +308,163 @@ def test_data_columns_follow_matched_rows() -> None:
         res = tr.update(d, i / FPS)
     order = np.argsort(res.xyxy[:, 0])
     assert res.data["mask_id"][order].tolist() == [7, 9]
+
+
+# ------------------------------------------------------- low detection rates (#5/#8)
+RATE = 5.0  # the product's default detect_fps
+
+
+def car(x0: float, vx: float, t: float, y: float = 200.0, w: float = 80) -> Row:
+    """A car-sized box (``w`` x 60 px) moving at ``vx`` px/s, at time ``t``."""
+    return (*box(x0 + vx * t, y, w=w, h=60), 0.9, CAR)  # type: ignore[return-value]
+
+
+def test_fast_object_at_five_per_second_is_confirmed_and_keeps_its_id() -> None:
+    """Bug #5/#8: at 5 detections/s a car moving 3/4 of a box width per step
+    overlapped its first detection by IoU 0.14 < match_iou (new tracks have no
+    velocity), so it was never confirmed and never counted. The distance gate
+    confirms it at its second detection; its velocity then keeps it (IoU on the
+    predicted box)."""
+    steps: list[Step] = [(k / RATE, [car(50, 300, k / RATE)]) for k in range(8)]
+    _, out = run(steps)
+    assert [sorted(ids_of(r)) for r, _ in out] == [[]] + [[1]] * 7
+    _, old = run(steps, TrackerConfig(max_speed=0.0))
+    assert [sorted(ids_of(r)) for r, _ in old] == [[]] * 8
+
+
+def test_fast_object_survives_a_missed_detection_at_five_per_second() -> None:
+    """Once two detections gave it a velocity, a fast car missing one detection
+    step is predicted 1.5 box widths further and re-associated with its id."""
+    steps: list[Step] = [
+        (k / RATE, [] if k == 4 else [car(50, 300, k / RATE)]) for k in range(9)
+    ]
+    _, out = run(steps)
+    table = [sorted(ids_of(r)) for r, _ in out]
+    assert table == [[], [1], [1], [1], [], [1], [1], [1], [1]]
+
+
+def test_fast_side_by_side_objects_do_not_swap_ids() -> None:
+    """Two cars in adjacent lanes (1.2 box heights apart) and two cars passing in
+    opposite directions, all moving about 3/4 box width per 0.2 s step: each keeps
+    its own id from confirmation on, and no spare ids are made."""
+    steps: list[Step] = []
+    for k in range(10):
+        t = k / RATE
+        steps.append(
+            (
+                t,
+                [
+                    car(50, 300, t, y=200),  # lane 1
+                    car(60, 310, t, y=272),  # lane 2, 72 px below
+                    car(100, 300, t, y=450),  # oncoming pair on y = 450/500
+                    car(900, -300, t, y=500),
+                ],
+            )
+        )
+    _, out = run(steps)
+    by_lane: dict[int, set[int]] = {200: set(), 272: set(), 450: set(), 500: set()}
+    for res, _ in out[1:]:
+        assert len(res) == 4
+        cy = 0.5 * (res.xyxy[:, 1] + res.xyxy[:, 3])
+        for y, tid in zip(
+            cy.round().astype(int).tolist(), res.tracker_id.tolist(), strict=True
+        ):
+            by_lane[y].add(tid)
+    assert [len(v) for v in by_lane.values()] == [1, 1, 1, 1]
+    assert set().union(*by_lane.values()) == {1, 2, 3, 4}
+
+
+def test_distance_gate_grows_with_time_not_frames() -> None:
+    """The gate is a speed: at 25 frames/s a detection 3/4 box width from a new
+    track's first detection 0.04 s earlier (IoU 0.14: another object, the first
+    one was missed) is not its continuation, while the same jump 0.2 s later
+    (5/s) is."""
+    fast = [(0.0, [car(100, 0, 0)]), (1 / FPS, [car(160, 0, 0)])]
+    slow = [(0.0, [car(100, 0, 0)]), (1 / RATE, [car(160, 0, 0)])]
+    _, out_fast = run(fast)
+    _, out_slow = run(slow)
+    assert [sorted(ids_of(r)) for r, _ in out_fast] == [[], []]
+    assert [sorted(ids_of(r)) for r, _ in out_slow] == [[], [1]]
+
+
+def test_slow_objects_are_unaffected_by_the_gate() -> None:
+    """Walkers at 25 frames/s (the MOT case): same ids and boxes, frame by frame,
+    with and without the distance gate."""
+    steps: list[Step] = []
+    for i in range(60):
+        t = i / FPS
+        rows = [walker(100, 60, t), walker(300, -40, t, y=210)]
+        if i % 7 == 3:
+            rows = rows[:1]  # the second walker is missed now and then
+        steps.append((t, rows))
+    _, new = run(steps)
+    _, old = run(steps, TrackerConfig(max_speed=0.0))
+    for (a, _), (b, _) in zip(new, old, strict=True):
+        assert a.tracker_id.tolist() == b.tracker_id.tolist()
+        assert np.array_equal(a.xyxy, b.xyxy)
+
+
+def test_first_detection_step_confirms_at_once_also_after_reset() -> None:
+    """As in ByteTrack, objects in view on the tracker's first detection step (start
+    or after ``reset()``) get ids at once: a vehicle on the line at start-up would
+    otherwise only surface 0.2 s later at 5/s, after it crossed. Later births
+    still wait for their second detection."""
+    tr = Tracker()
+    table = []
+    for k in range(3):
+        t = k / RATE
+        rows = [car(100, 100, t)] + ([car(400, 100, t, y=400)] if k else [])
+        table.append(sorted(ids_of(tr.update(dets(rows), t))))
+    tr.reset()
+    table.append(sorted(ids_of(tr.update(dets([car(100, 100, 1.0)]), 1.0))))
+    assert table == [[1], [1], [1, 2], [3]]
+    tr2 = Tracker()
+    tr2.confirm_first_step = False
+    assert sorted(ids_of(tr2.update(dets([car(100, 0, 0)]), 0.0))) == []
+
+
+def test_vehicle_class_flicker_keeps_one_id() -> None:
+    """Detectors flip one vehicle between car, truck and bus from frame to frame;
+    those classes form a group (``class_groups``) so the track continues. Without
+    the group every flip started a new track (ids churned, crossings were lost)."""
+    BUS, TRUCK = 5, 7
+    classes = [CAR, TRUCK, CAR, BUS, BUS, CAR, TRUCK, CAR]
+    steps: list[Step] = []
+    for k, c in enumerate(classes):
+        t = k / RATE
+        x1, y1, x2, y2, s, _ = car(50, 100, t)
+        steps.append((t, [(x1, y1, x2, y2, s, c)]))
+    _, out = run(steps)
+    assert [sorted(ids_of(r)) for r, _ in out] == [[]] + [[1]] * 7
+    assert out[3][0].class_id.tolist() == [BUS]  # the output keeps this box's class
+    _, strict = run(steps, TrackerConfig(class_groups=()))
+    # only the two bus boxes in a row ever made a confirmed track
+    assert [sorted(ids_of(r)) for r, _ in strict] == [[]] * 4 + [[1]] + [[]] * 3
+
+
+@pytest.mark.parametrize("dup_from", [0, 2])
+def test_second_box_of_another_class_does_not_start_a_track(dup_from: int) -> None:
+    """Class-wise NMS leaves a car box and a truck box on one vehicle. The car is
+    tracked; the truck box on it must not become a second track (the line rule
+    counted such pairs twice). A truck next to the car (little overlap) still
+    gets its own track, and the car track keeps the car box. Without the rule
+    the truck box became track 3."""
+    TRUCK = 7
+    steps: list[Step] = []
+    for k in range(6):
+        t = k / RATE
+        x1, y1, x2, y2, s, _ = car(50, 100, t)
+        rows = [(x1, y1, x2, y2, 0.9, CAR)]
+        if k >= dup_from:  # with the car from the start, or once it is tracked
+            rows.append((x1 + 2, y1, x2 + 2, y2 + 1, 0.8, TRUCK))
+        rows.append((*box(600, 400, w=120, h=80), 0.9, TRUCK))
+        steps.append((t, rows))
+    _, out = run(steps)
+    assert [sorted(ids_of(r)) for r, _ in out] == [[]] + [[1, 2]] * 5
+    last = out[-1][0]
+    assert sorted(
+        zip(last.tracker_id.tolist(), last.class_id.tolist(), strict=True)
+    ) == [
+        (1, CAR),
+        (2, TRUCK),
+    ]

@@ -74,6 +74,23 @@ def test_block_kalman_equals_full_matrix_filter() -> None:
             assert np.isclose(cov[k, 2, c], P[c + 4, c + 4])
 
 
+@pytest.mark.parametrize("dt", [0.2, 0.4])
+def test_second_detection_sets_most_of_a_new_tracks_velocity(dt: float) -> None:
+    """Bug #5/#8: with a 0.5 box/s prior on a new track's speed, a car moving 3.75
+    box widths per second (3/4 box per step at 5 detections/s) got under half its
+    speed from its second detection, so its next predicted box lagged behind and
+    missed. The 2 box/s prior learns most of it at once, at any step length."""
+    p = kalman.KalmanParams()
+    z0 = np.array([[100.0, 200.0, 80.0, 60.0]])
+    v = 3.75 * 80.0
+    mean, cov = kalman.initiate(z0, p)
+    kalman.predict(mean, cov, dt, p)
+    z1 = z0 + [[v * dt, 0.0, 0.0, 0.0]]
+    kalman.update(mean, cov, z1, p)
+    assert 0.75 * v < mean[0, 4] <= v
+    assert abs(mean[0, 5]) < 1e-9
+
+
 # ---------------------------------------------------------------------- assignment
 def test_iou_matrix_against_scalar_formula() -> None:
     rng = np.random.default_rng(0)
