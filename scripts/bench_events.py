@@ -10,7 +10,14 @@ Part 1 — MOT ground truth (TUD-Campus, TUD-Stadtmitte from the motmetrics whee
   anchor goes from beyond the band on one side to beyond the band on the other,
   projecting onto the segment;
 * predicted: ``scripts/motdata.py`` noisy detections (levels easy/medium/hard,
-  seeds) → ``monitor.tracker.Tracker`` → the rules.
+  seeds) → ``monitor.tracker.Tracker`` → the rules;
+* line counts are compared as totals per line and direction (abs/rel err) and, so
+  that a false count cannot hide a miss, crossing by crossing: a predicted crossing
+  matches an unmatched true one of the same direction within 1 s whose ground-truth
+  id is the one its box overlaps best (IoU ≥ 0.3) on that frame (else the id its
+  track maps to within ±5 frames); ``missed`` = true crossings left unmatched,
+  ``extra`` = predicted crossings left unmatched (an approximate mapping inside
+  walking groups: a correct count can land on a neighbour's id).
 
 A predicted loitering event matches a true one when the ground-truth id that its
 track(s) overlapped most (IoU ≥ 0.5, over the event's span) owns a true event in the
@@ -183,32 +190,80 @@ def match_events(true_ev, pred_ev, fmap):
     return tp, len(pred_ev), len(true_ev)
 
 
-def true_crossings(gt, line: LineConfig, size, hyst: float) -> tuple[int, int]:
-    """Crossings per direction from ground-truth trajectories (independent code)."""
+def true_crossing_events(
+    gt, line: LineConfig, size, hyst: float
+) -> list[tuple[int, str, int]]:
+    """``(gt id, direction, frame)`` per true crossing (independent code).
+
+    A ground-truth id counts "in" (or "out") once when its anchor goes from beyond
+    the band on one side to beyond the band on the other, projecting onto the segment.
+    """
     lz = LineZone.from_relative(line.start, line.end, line.in_direction, size, hyst)
-    traj: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    traj: dict[int, list[tuple[int, float, float]]] = defaultdict(list)
     for f in sorted(gt):
         for row in gt[f]:
             x = (row[1] + row[3]) / 2
-            traj[int(row[0])].append((x, row[4]))
-    n_in = n_out = 0
-    for pts in traj.values():
+            traj[int(row[0])].append((f, x, row[4]))
+    events = []
+    for gid, pts in traj.items():
         p = np.asarray(pts)
-        d = lz.signed_distance(p)
-        t = lz.along(p)
+        d = lz.signed_distance(p[:, 1:])
+        t = lz.along(p[:, 1:])
         side = 0
-        did_in = did_out = False
-        for di, ti in zip(d, t, strict=True):
+        did: set[str] = set()
+        for f, di, ti in zip(p[:, 0], d, t, strict=True):
             s = 1 if di > lz.hysteresis_px else -1 if di < -lz.hysteresis_px else 0
             if s == 0:
                 continue
             if side and s != side and 0 <= ti <= 1:
-                if s == 1 and not did_in:
-                    n_in, did_in = n_in + 1, True
-                elif s == -1 and not did_out:
-                    n_out, did_out = n_out + 1, True
+                direction = "in" if s == 1 else "out"
+                if direction not in did:
+                    did.add(direction)
+                    events.append((gid, direction, int(f)))
             side = s
-    return n_in, n_out
+    return events
+
+
+def true_crossings(gt, line: LineConfig, size, hyst: float) -> tuple[int, int]:
+    """Crossings per direction from ground-truth trajectories (independent code)."""
+    ev = true_crossing_events(gt, line, size, hyst)
+    return sum(e[1] == "in" for e in ev), sum(e[1] == "out" for e in ev)
+
+
+def crossing_gt_id(f: int, bbox, gt, fmap, tid: int) -> int | None:
+    """Ground-truth id of a predicted crossing: best IoU ≥ 0.3 with its box on its
+    frame, else the id its track mapped to (IoU ≥ 0.5) within ±5 frames."""
+    g = gt.get(f, np.zeros((0, 5)))
+    if len(g):
+        ious = iou(np.asarray([bbox], np.float64), g[:, 1:5])[0]
+        if ious.max() >= 0.3:
+            return int(g[int(np.argmax(ious)), 0])
+    for df in (1, -1, 2, -2, 3, -3, 4, -4, 5, -5):
+        if 0 < f + df <= len(fmap) and tid in fmap[f + df - 1]:
+            return fmap[f + df - 1][tid]
+    return None
+
+
+def match_crossings(true_ev, pred_ev, gt, fmap, fps: float) -> tuple[int, int]:
+    """``(missed, extra)``: true crossings no prediction matched and predictions that
+    matched no true crossing (same gt id and direction, within 1 s)."""
+    used: set[int] = set()
+    extra = 0
+    for f, tid, direction, bbox in pred_ev:
+        gid = crossing_gt_id(f, bbox, gt, fmap, tid)
+        hit = next(
+            (
+                k
+                for k, (g, d, tf) in enumerate(true_ev)
+                if k not in used and g == gid and d == direction and abs(tf - f) <= fps
+            ),
+            None,
+        )
+        if hit is None:
+            extra += 1
+        else:
+            used.add(hit)
+    return len(true_ev) - len(used), extra
 
 
 def run_flow(seq, frames_dets, removed, lines):
@@ -225,13 +280,17 @@ def run_flow(seq, frames_dets, removed, lines):
         for ln in lines
     ]
     totals = {ln.id: [0, 0] for ln in lines}
+    events: dict[str, list[tuple[int, int, str, tuple[float, ...]]]] = {
+        ln.id: [] for ln in lines
+    }
     for f, det in enumerate(frames_dets, start=1):
         fr = frame_at(seq, f, info.fps, image)
         for p, ln in zip(pipes, lines, strict=True):
             p.update(fr, det, removed[f - 1])
             for c in p.crossings:
                 totals[ln.id][0 if c.direction == "in" else 1] += 1
-    return totals
+                events[ln.id].append((f, c.tracker_id, c.direction, c.bbox))
+    return totals, events
 
 
 def mot_part(seeds: list[int]) -> None:
@@ -261,9 +320,14 @@ def mot_part(seeds: list[int]) -> None:
         true_counts = {
             ln.id: true_crossings(gt, ln, size, FLOW_HYST) for ln in MOT_LINES[seq]
         }
+        true_cross = {
+            ln.id: true_crossing_events(gt, ln, size, FLOW_HYST)
+            for ln in MOT_LINES[seq]
+        }
         for level in motdata.LEVELS:
             tp = npred = ntrue = 0
             pred_counts = {ln.id: [0, 0] for ln in MOT_LINES[seq]}
+            matched = {ln.id: [0, 0] for ln in MOT_LINES[seq]}  # missed, extra
             for seed in seeds:
                 raw = motdata.noisy_detections(gt, level, seed, size)
                 tracker = Tracker()
@@ -278,9 +342,15 @@ def mot_part(seeds: list[int]) -> None:
                 fmap = track_gt_map(tracked, gt)
                 a, b, c = match_events(true_ev, pred_ev, fmap)
                 tp, npred, ntrue = tp + a, npred + b, ntrue + c
-                for k, v in run_flow(seq, tracked, removed, MOT_LINES[seq]).items():
+                totals, crossings = run_flow(seq, tracked, removed, MOT_LINES[seq])
+                for k, v in totals.items():
                     pred_counts[k][0] += v[0]
                     pred_counts[k][1] += v[1]
+                    miss, extra = match_crossings(
+                        true_cross[k], crossings[k], gt, fmap, info.fps
+                    )
+                    matched[k][0] += miss
+                    matched[k][1] += extra
             agg[level][0] += tp
             agg[level][1] += npred
             agg[level][2] += ntrue
@@ -295,7 +365,7 @@ def mot_part(seeds: list[int]) -> None:
                 k = len(seeds)
                 count_rows.append(
                     (seq, level, ln.id, t_in * k, pred_counts[ln.id][0], t_out * k,
-                     pred_counts[ln.id][1])
+                     pred_counts[ln.id][1], *matched[ln.id])
                 )  # fmt: skip
     for level, (tp, npred, ntrue) in agg.items():
         print(
@@ -304,20 +374,25 @@ def mot_part(seeds: list[int]) -> None:
         )
     print("\n## Line counts (MOT ground truth, person, summed over seeds)\n")
     print(
-        "| sequence | level | line | true in | pred in | true out | pred out | abs err | rel err |"
+        "| sequence | level | line | true in | pred in | true out | pred out | abs err "
+        "| rel err | missed | extra |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    tot: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for seq, level, lid, ti, pi, to, po in count_rows:
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    tot: dict[str, list[int]] = defaultdict(lambda: [0] * 8)
+    for seq, level, lid, ti, pi, to, po, miss, extra in count_rows:
         err = abs(pi - ti) + abs(po - to)
-        tot[level][0] += err
-        tot[level][1] += ti + to
+        for k, v in enumerate((ti, pi, to, po, err, ti + to, miss, extra)):
+            tot[level][k] += v
         rel = err / (ti + to) if ti + to else float("nan")
         print(
-            f"| {seq} | {level} | {lid} | {ti} | {pi} | {to} | {po} | {err} | {rel:.1%} |"
+            f"| {seq} | {level} | {lid} | {ti} | {pi} | {to} | {po} | {err} | {rel:.1%} "
+            f"| {miss} | {extra} |"
         )
-    for level, (err, true) in tot.items():
-        print(f"| **all** | {level} | | | | | | {err} | {err / max(true, 1):.1%} |")
+    for level, (ti, pi, to, po, err, true, miss, extra) in tot.items():
+        print(
+            f"| **all** | {level} | | {ti} | {pi} | {to} | {po} | {err} "
+            f"| {err / max(true, 1):.1%} | {miss} | {extra} |"
+        )
 
 
 # --------------------------------------------------------------------- videos
