@@ -363,9 +363,11 @@ class Tracker:
             # a class change inside a group ranks below a same-class pair (a car
             # track keeps the car box when class-wise NMS left a car and a truck
             # box on one vehicle), while thresholds apply to the IoU itself.
-            iou *= self._groups(t[:, _CLS])[:, None] == self._groups(det.class_id)
             cross = t[:, _CLS][:, None] != det.class_id[None, :]
             any_cross = bool(cross.any())
+            if any_cross:  # (one-class scenes skip the group lookups)
+                gt, gd = self._groups(t[:, _CLS]), self._groups(det.class_id)
+                iou *= ~cross | (gt[:, None] == gd[None, :])
             free_det = np.ones(d, dtype=bool)
             tent = state == _TENTATIVE
             one_hit = t[:, _HITS] == 1.0
@@ -384,19 +386,22 @@ class Tracker:
                 if not ti.size or not di.size:
                     continue
                 sc = iou[ti[:, None], di]  # one gather (a copy), edited in place
-                sc[sc < min_iou] = 0.0
                 gated = one_hit[ti]
                 if cfg.max_speed > 0.0 and gated.any():
                     # One-hit tracks have no velocity yet: also accept a
                     # detection within a distance gate that grows with time.
+                    sc[sc < min_iou] = 0.0
                     gate = self._gate_similarity(
                         t[ti], z_all[di], det.class_id[di], mono
                     )
                     gate[~gated] = 0.0
                     np.maximum(sc, gate, out=sc)
+                    min_iou = _MIN_SIM
                 if any_cross:
+                    sc[sc < min_iou] = 0.0
                     sc *= np.where(cross[ti[:, None], di], _CROSS_CLASS, 1.0)
-                r, c = match(sc, _MIN_SIM, inplace=True)
+                    min_iou = _MIN_SIM
+                r, c = match(sc, min_iou, inplace=True)
                 matched[ti[r]] = True
                 free_det[di[c]] = False
                 track_of_det[di[c]] = ti[r]
