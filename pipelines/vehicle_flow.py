@@ -167,7 +167,7 @@ BIRTH_AWAY = 0.2
 """Distance (× box size along the normal) a track born near the line must have moved
 away from it, onto a confirmed side, to be taken as having come from the other side."""
 
-BIRTH_PRED_R = 1.0
+BIRTH_PRED_R = 1.5
 """A predecessor's last anchor is within this × the new box size of its birth
 anchor."""
 
