@@ -29,16 +29,18 @@ Association per detection step (ByteTrack, with tentatives also offered low scor
 
 IoU is zeroed between classes of different ``class_groups`` (a person never
 continues as a car); within a group (car, bus, truck by default: detectors flip a
-vehicle between them) a class change is allowed at a small discount.
+vehicle between them) a class change is allowed, ranked below a same-class pair.
 
 Low detection rates (5/s and below): a new track has no velocity, so at its second
-detection a fast object may no longer overlap it. Tentative tracks therefore also
-match inside a centre-distance gate, in box sizes, that grows with the time since
+detection a fast object may no longer overlap it. Tracks with a single detection
+therefore also match, in every stage, inside a centre-distance gate, in box sizes, that grows with the time since
 their last detection (``max_speed`` box sizes per second; a no-op at 25/s where
 IoU already covers the gate), and the Kalman prior on a new track's speed is wide
 enough (``KalmanParams.init_vel_std``) for its second detection to set most of its
 velocity. Tracks born on the first detection step (start, ``reset()``) are
-confirmed at once, as in ByteTrack.
+confirmed at once, as in ByteTrack. A birth candidate that is a second box of
+another class of its group on an object (class-wise NMS) starts no track.
+Measurements: docs/tracking.md, "Counting at low detection rates".
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ LOW_MATCH_IOU = 0.5
 
 #: Widths and heights of a gated pair differ by less than this factor.
 _GATE_SIZE = 1.6
-#: Factor on the IoU of a track and a detection of another class of its group.
+#: Factor on the similarity of a track and a detection of another class of its
+#: group, for ranking only (thresholds apply to the IoU before it).
 _CROSS_CLASS = 0.5
 #: IoU above which a birth candidate of another class of a group is taken as a
 #: second box on an object already matched this step (no new track).
@@ -258,7 +261,7 @@ class Tracker:
         mean height of the pair); a pair is inside the gate when that distance is
         below ``max_speed * (mono - last match)`` and the widths and
         heights differ by less than ``_GATE_SIZE``x. Inside, the similarity is
-        ``1 - distance / gate`` (0 outside and across classes).
+        ``1 - distance / gate`` (0 outside and across class groups).
 
         Args:
             rows: ``(N, _NCOL)`` track rows (predicted means).
