@@ -403,7 +403,7 @@ def build_parts(
     parts = WorkerParts(
         source=source,
         detector=det,
-        tracker=Tracker(app.tracker),
+        tracker=Tracker(app.tracker, det.class_names),
         pipelines=build_pipelines(camera, det.class_names),
         sink=sink,
     )
