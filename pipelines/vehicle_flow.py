@@ -699,10 +699,13 @@ class VehicleFlowPipeline:
         """
         assert self._line is not None
         line = self._line
+        while self.turns and now - self.turns[0].mono > TURN_MAX_S + TURN_DT_S:
+            self.turns.popleft()
+        if rows.size == 0:
+            return []
         ext = _extent(boxes, line.normal)
         # Closest approach since the last flip.
         self.near_d[rows[flipped]] = math.inf
-        self.far[rows[flipped]] = dist[flipped]
         closer = ~flipped & (dist < self.near_d[rows])
         cr = rows[closer]
         self.near_d[cr] = dist[closer]
@@ -710,17 +713,19 @@ class VehicleFlowPipeline:
         self.near_x[cr] = anchors[closer, 0]
         self.near_y[cr] = anchors[closer, 1]
         self.app[cr] = self.far[cr] - dist[closer]
-        sides = line.side_of(self.ids[rows])
+        near = self.near_d[rows]
         turn = (
             ~flipped
-            & (sides != 0)
-            & (self.near_d[rows] <= line.hysteresis_px + BIRTH_REACH * ext)
+            & (near <= line.hysteresis_px + BIRTH_REACH * ext)
+            & (dist - near >= TURN_BACK * ext)
             & (self.app[rows] >= TURN_APPROACH * ext)
-            & (dist - self.near_d[rows] >= TURN_BACK * ext)
             & (now - self.near_t[rows] <= TURN_MAX_S)
         )
-        while self.turns and now - self.turns[0].mono > TURN_MAX_S + TURN_DT_S:
-            self.turns.popleft()
+        if not turn.any():
+            return []
+        sides = np.zeros(rows.size, np.int8)
+        sides[turn] = line.side_of(self.ids[rows[turn]])
+        turn &= sides != 0
         out: list[tuple[int, str]] = []
         for j in np.flatnonzero(turn):
             r = int(rows[j])

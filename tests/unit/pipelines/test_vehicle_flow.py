@@ -397,3 +397,24 @@ def test_untracked_detections_are_skipped(rt, caplog) -> None:
     )
     assert pipe.update(frame, bad, np.zeros(0, np.int64)) == []
     assert "tracker_id is None" in caplog.text
+
+
+def test_turns_and_births_are_evicted(rt) -> None:
+    """Per-track state and unpaired turns stay bounded: 100 people each walk up to
+    the line and back (a turn that never pairs), then are removed."""
+    pipe = VehicleFlowPipeline(RULE, LINE, COCO_CLASSES)
+    sim = rt.Sim([pipe])
+    t = 0.0
+    most = 0
+    for tid in range(1, 101):
+        for y in TO_LINE_AND_BACK:
+            sim.step(t, [(tid, 50, y, CAR)])
+            t += DT
+            most = max(most, len(pipe.turns))
+        sim.step(t, [], [tid])
+        t += 3.0
+    sim.step(t, [])
+    assert most == 1
+    assert len(pipe) == 0
+    assert len(pipe.turns) == 0
+    assert counts(sim.log) == ({}, {})
