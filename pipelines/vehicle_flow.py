@@ -612,11 +612,13 @@ class VehicleFlowPipeline:
         away from the line by :data:`BIRTH_AWAY` × its box size onto a confirmed side
         ``s``, it is taken to have come from side ``-s`` when
 
-        * a predecessor exists: another track, not visible now, last seen on side
-          ``-s`` within ``switch_window_s`` before this track's birth (or after it),
-          with its last anchor within :data:`BIRTH_PRED_R` × the box size of this
-          track's birth anchor (:meth:`_has_predecessor`); a person simply first
-          seen past the line, with nobody lost there, never counts; and
+        * a predecessor exists: another track, first seen before this one,
+          tracked for :data:`BIRTH_PRED_AGE_S`, not visible now, last seen on side
+          ``-s`` between ``switch_window_s`` before and :data:`BIRTH_MIN_S` after
+          this track's birth, with its last anchor within :data:`BIRTH_PRED_R` ×
+          the box size of this track's birth anchor (:meth:`_has_predecessor`); a
+          person simply first seen past the line, with nobody lost there, never
+          counts; and
         * no crossing counted in the window was this object
           (:meth:`_crossed_already`): the fragment of a track that already counted
           does not count twice.
@@ -800,6 +802,11 @@ class VehicleFlowPipeline:
             & (dist <= BIRTH_PRED_R * ext)
             & (self.last_seen - self.first_seen >= BIRTH_PRED_AGE_S)
             & ~np.isin(self.ids, tids)
+        )
+        # The one who lost their id existed before this track and was not seen for
+        # long beside it (two tracks seen together are two people).
+        cand &= (self.first_seen < self.first_seen[r]) & (
+            self.last_seen <= self.first_seen[r] + BIRTH_MIN_S
         )
         return bool(cand.any())
 

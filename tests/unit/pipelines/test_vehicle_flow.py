@@ -177,6 +177,17 @@ CASES = [
         {},
     ),
     (
+        # MOT bench (held-out seed): a track that appeared after the new one and
+        # was lost later vouched for a person already past the line.
+        "new id born at the line: a track that appeared after it is no predecessor",
+        LINE,
+        [[(2, 56, 54, CAR)]]
+        + [[(2, 56, 54, CAR), (9, 50, 44, CAR)]] * 3
+        + [[(2, 56, y, CAR)] for y in (58, 62, 66, 70)],
+        {},
+        {},
+    ),
+    (
         "new id born past the line far from it does not count",
         LINE,
         path(1, [30, 34, 38, 42, 46]) + [[]] + path(2, [66, 70, 74, 78, 82], x=56),
