@@ -70,6 +70,14 @@ class TrackerConfig(StrictModel):
         "in no group only continues as itself, so a person never continues as a "
         "car. Names the detector does not have are ignored",
     )
+    confirm_on_start: bool = Field(
+        False,
+        title="Confirm on start",
+        description="Confirm tracks born on the tracker's first detection step (start, "
+        "restart) at once, as ByteTrack does. Off: on the MOT benchmark it confirms "
+        "clutter and adds false line counts (easy 2.2 % -> 6.7 % count error); its only "
+        "gain measured was one vehicle already on a line when a 5/s replay starts",
+    )
     lost_buffer_s: float = Field(
         1.5,
         title="Lost buffer",

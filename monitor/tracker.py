@@ -37,8 +37,8 @@ therefore also match, in every stage, inside a centre-distance gate, in box size
 their last detection (``max_speed`` box sizes per second; a no-op at 25/s where
 IoU already covers the gate), and the Kalman prior on a new track's speed is wide
 enough (``KalmanParams.init_vel_std``) for its second detection to set most of its
-velocity. Tracks born on the first detection step (start, ``reset()``) are
-confirmed at once, as in ByteTrack. A birth candidate that is a second box of
+velocity. With ``confirm_on_start``, tracks born on the first detection step
+(start, ``reset()``) are confirmed at once, as in ByteTrack. A birth candidate that is a second box of
 another class of its group on an object (class-wise NMS) starts no track.
 Measurements: docs/tracking.md, "Counting at low detection rates".
 """
@@ -121,11 +121,10 @@ class Tracker:
         # unmatched tentative track survives (0: dropped at its first miss).
         self.low_for_tentative = True
         self.tentative_buffer_s = 0.0
-        # Tracks born on the first detection step (start, or after reset) are
-        # confirmed at once, as in ByteTrack: there is no earlier frame to have
-        # seen them in, and a vehicle already on the line at start-up would
-        # otherwise only surface after it crossed (0.2 s later at 5/s).
-        self.confirm_first_step = True
+        # Tracks born on the first detection step (start, or after reset) may be
+        # confirmed at once, as in ByteTrack (``cfg.confirm_on_start``, off by
+        # default: it confirms clutter too; see the field's description).
+        self.confirm_first_step = self.cfg.confirm_on_start
         self._first_step = True
         self._next_id = 1
         self._bad_inputs = 0

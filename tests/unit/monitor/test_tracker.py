@@ -405,11 +405,11 @@ def test_slow_objects_are_unaffected_by_the_gate() -> None:
 
 
 def test_first_detection_step_confirms_at_once_also_after_reset() -> None:
-    """As in ByteTrack, objects in view on the tracker's first detection step (start
-    or after ``reset()``) get ids at once: a vehicle on the line at start-up would
-    otherwise only surface 0.2 s later at 5/s, after it crossed. Later births
-    still wait for their second detection."""
-    tr = Tracker()
+    """With ``confirm_on_start`` (ByteTrack's behaviour), objects in view on the
+    tracker's first detection step (start or after ``reset()``) get ids at once; later
+    births still wait for their second detection. Off by default: it confirmed MOT
+    clutter and added false line counts."""
+    tr = Tracker(TrackerConfig(confirm_on_start=True))
     table = []
     for k in range(3):
         t = k / RATE
@@ -418,8 +418,7 @@ def test_first_detection_step_confirms_at_once_also_after_reset() -> None:
     tr.reset()
     table.append(sorted(ids_of(tr.update(dets([car(100, 100, 1.0)]), 1.0))))
     assert table == [[1], [1], [1, 2], [3]]
-    tr2 = Tracker()
-    tr2.confirm_first_step = False
+    tr2 = Tracker()  # default: first-step births need their second detection too
     assert sorted(ids_of(tr2.update(dets([car(100, 0, 0)]), 0.0))) == []
 
 
