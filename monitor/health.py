@@ -104,11 +104,11 @@ class FrameHealth:
         h, w = image.shape[:2]
         sw = min(self.cfg.width, w)
         sh = max(1, round(h * sw / w))
-        # Nearest-neighbour down to 4x the target first (cheap on 1080p), then area
-        # averaging (smooths sensor noise), then grey on ~2k pixels only.
+        # Nearest-neighbour down to 2x the target first (0.15 ms on 720p; 4x cost
+        # 1 ms), then area averaging (smooths sensor noise), then grey on ~2k pixels.
         img: npt.NDArray[np.integer[Any] | np.floating[Any]] = image
-        if w > 4 * sw:
-            img = cv2.resize(img, (4 * sw, 4 * sh), interpolation=cv2.INTER_NEAREST)
+        if w > 2 * sw:
+            img = cv2.resize(img, (2 * sw, 2 * sh), interpolation=cv2.INTER_NEAREST)
         small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
         return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
 
