@@ -572,7 +572,14 @@ def capacity(
                     "p95_ms": 1000 * lat[int(0.95 * (len(lat) - 1))]
                     if lat
                     else float("nan"),
-                    "per_camera": {r["camera"]: round(r["fps"], 2) for r in results},
+                    "per_camera": {
+                        r["camera"]: (
+                            round(r["fps"], 2),
+                            r["detector_calls"],
+                            r["plans"],
+                        )
+                        for r in results
+                    },
                     "events_in_redis": len(redis_lat),
                     "p95_redis_ms": 1000 * redis_lat[int(0.95 * (len(redis_lat) - 1))]
                     if redis_lat
