@@ -10,6 +10,7 @@ not as motion, and the background is re-learned.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -70,7 +71,7 @@ class MotionDetector:
         # pixel, plus the blur below, keep sensor noise far under the threshold):
         # 0.15 ms on 720p against 1.5 ms for area averaging of the whole frame,
         # which at 5/s on 16 cameras was ~10 % of a core.
-        img = image
+        img: npt.NDArray[Any] = image
         if w > 2 * sw:
             img = cv2.resize(img, (2 * sw, 2 * sh), interpolation=cv2.INTER_NEAREST)
         small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
