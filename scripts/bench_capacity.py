@@ -271,6 +271,8 @@ def _live_worker(
             "fps": (stats.frames - 1) / span if stats.frames > 1 else 0.0,
             "detector_calls": stats.detector_calls,
             "dropped": src.frames_dropped,
+            "fps_in": src.fps_in,
+            "frames_in": src.frames_in,
             "lat": lat,
             "plans": stats.plans,
             "active_fps": _active_fps(t_seen, skipped),
@@ -577,6 +579,7 @@ def capacity(
                             round(r["fps"], 2),
                             r["detector_calls"],
                             r["plans"],
+                            r["frames_in"],
                         )
                         for r in results
                     },
