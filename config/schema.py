@@ -271,6 +271,22 @@ class GatingConfig(StrictModel):
         description="Frames/s sampled while something moves or is tracked inside a "
         "rule's zone/line area (null: the camera's detect_fps)",
     )
+    stationary_after_s: float = Field(
+        3.0,
+        ge=0,
+        le=3600,
+        description="Seconds a tracked box must stay put (centre moved less than 10 % "
+        "of its size) to count as stationary; a stationary track alone no longer "
+        "keeps the detector running at the sampling rate (a parked car or a sleeping "
+        "camera must not cost 5 detections/s forever). 0: every track counts",
+    )
+    stationary_check_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Seconds between detections that only re-confirm stationary "
+        "tracks; keep it below tracker.lost_buffer_s so that they are not dropped",
+    )
     restrict_to_rules: bool = Field(
         True,
         description="regions mode: detect only around the camera's zones and lines "

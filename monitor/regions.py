@@ -199,6 +199,12 @@ class DetectionGate:
         self.motion = motion
         self.side_min = side_min
         self._last_full: float | None = None
+        # Per tracked id: reference box and the time it last moved away from it.
+        # Rows are rebuilt from each frame's tracks, so removed ids drop out.
+        self._st_ids = np.zeros(0, np.int64)
+        self._st_box = np.zeros((0, 4), np.float64)
+        self._st_since = np.zeros(0, np.float64)
+        self._last_check: float | None = None
         areas = np.zeros((0, 4), np.float32) if areas_rel is None else areas_rel
         m = cfg.rule_margin
         margin = np.array([-m, -m, m, m], np.float32)
@@ -209,7 +215,68 @@ class DetectionGate:
     def reset(self) -> None:
         """Forget timing and background (e.g. after a reconnect)."""
         self._last_full = None
+        self._last_check = None
+        self._st_ids = np.zeros(0, np.int64)
+        self._st_box = np.zeros((0, 4), np.float64)
+        self._st_since = np.zeros(0, np.float64)
         self.motion.reset()
+
+    def _active_tracks(
+        self, tracked: Detections | None, mono: float
+    ) -> Detections | None:
+        """The tracks that should keep the detector running on this frame.
+
+        A track whose box centre has stayed within 10 % of its size of a reference
+        position for ``stationary_after_s`` is stationary: it only asks for a
+        detection every ``stationary_check_s`` (so the tracker keeps it), not on
+        every sample. Moving tracks always count.
+
+        Args:
+            tracked: ``(T,)`` tracks of the previous step (``tracker_id`` set).
+            mono: This frame's monotonic time, seconds.
+
+        Returns:
+            The subset of ``tracked`` that counts as activity (or ``tracked``).
+        """
+        if (
+            tracked is None
+            or not len(tracked)
+            or tracked.tracker_id is None
+            or self.cfg.stationary_after_s <= 0
+        ):
+            self._st_ids = np.zeros(0, np.int64)
+            return tracked
+        ids = np.asarray(tracked.tracker_id, np.int64)
+        box = np.asarray(tracked.xyxy, np.float64)
+        since = np.full(len(ids), mono)
+        ref = box.copy()
+        if self._st_ids.size:
+            order = np.argsort(self._st_ids)
+            pos = np.searchsorted(self._st_ids[order], ids)
+            pos = np.clip(pos, 0, self._st_ids.size - 1)
+            known = self._st_ids[order][pos] == ids
+            src = order[pos[known]]
+            old = self._st_box[src]
+            size = np.maximum(old[:, 2:] - old[:, :2], 1.0)
+            shift = np.abs(
+                (box[known, :2] + box[known, 2:]) - (old[:, :2] + old[:, 2:])
+            ) / (2.0 * size)
+            still = (shift < 0.1).all(axis=1)
+            kidx = np.flatnonzero(known)
+            ref[kidx[still]] = old[still]
+            since[kidx[still]] = self._st_since[src[still]]
+        self._st_ids, self._st_box, self._st_since = ids, ref, since
+        stationary = mono - since >= self.cfg.stationary_after_s
+        if not stationary.any():
+            return tracked
+        check_due = (
+            self._last_check is None
+            or mono - self._last_check >= self.cfg.stationary_check_s
+        )
+        if check_due:
+            self._last_check = mono
+            return tracked
+        return tracked[~stationary]
 
     def update(self, frame: Frame, tracked: Detections | None) -> GateDecision:
         """Decide for ``frame`` given the boxes currently tracked (``(T, 4)``)."""
@@ -217,6 +284,7 @@ class DetectionGate:
         if self.cfg.mode == "full":
             return GateDecision(Plan.FULL, empty, None, "mode=full")
         m = self.motion.update(frame.image)
+        tracked = self._active_tracks(tracked, frame.mono)
         due = (
             self._last_full is None
             or frame.mono - self._last_full >= self.cfg.full_frame_interval_s

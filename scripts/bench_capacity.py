@@ -237,6 +237,7 @@ def _live_worker(
     # Whether the gate skipped the detector on each processed frame: with adaptive
     # sampling the interval after a non-skipped frame is the active sampling period.
     skipped: list[bool] = []
+    reasons: dict[str, int] = {}
     gate = parts.gate
     if gate is not None:
         gate_update = gate.update
@@ -244,6 +245,7 @@ def _live_worker(
         def recording_update(frame: Any, tracked: Any) -> Any:
             d = gate_update(frame, tracked)
             skipped.append(d.plan.value == "skip")
+            reasons[d.reason] = reasons.get(d.reason, 0) + 1
             return d
 
         gate.update = recording_update  # type: ignore[method-assign]
@@ -275,6 +277,7 @@ def _live_worker(
             "frames_in": src.frames_in,
             "lat": lat,
             "plans": stats.plans,
+            "reasons": reasons,
             "active_fps": _active_fps(t_seen, skipped),
         }
     )
@@ -578,7 +581,7 @@ def capacity(
                         r["camera"]: (
                             round(r["fps"], 2),
                             r["detector_calls"],
-                            r["plans"],
+                            r["reasons"],
                             r["frames_in"],
                         )
                         for r in results

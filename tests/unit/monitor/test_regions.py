@@ -180,3 +180,62 @@ def test_gate_rule_area_crop_as_large_as_the_frame_is_a_full_pass() -> None:
                          np.array([[0.2, 0.55, 0.9, 0.55]], np.float32))  # fmt: skip
     d = gate.update(frame(0.0, np.zeros((360, 640, 3), np.uint8)), None)
     assert d.plan is Plan.FULL and d.reason == "refresh"
+
+
+def _parked(tid: int = 7, dx: float = 0.0) -> Detections:
+    return Detections(
+        xyxy=[[200 + dx, 300, 260 + dx, 420]],
+        confidence=[0.9],
+        class_id=[2],
+        tracker_id=[tid],
+    )
+
+
+def test_gate_stationary_track_is_only_rechecked() -> None:
+    """Regression: a parked car tracked in a rule area kept a quiet camera detecting on
+    every sample forever (campus capacity bench: one or two quiet cameras per run at
+    5 detections/s). After ``stationary_after_s`` it is re-detected every
+    ``stationary_check_s`` only; when it moves it counts again at once."""
+    cfg = GatingConfig(
+        full_frame_interval_s=100.0,
+        rule_margin=0.0,
+        stationary_after_s=1.0,
+        stationary_check_s=0.6,
+    )
+    area = np.array([[0.1, 0.4, 0.3, 0.7]], np.float32)
+    gate = DetectionGate(cfg, MotionDetector(MotionConfig()), 416, area)
+    bg = np.random.default_rng(0).integers(50, 200, (720, 1280, 3)).astype(np.uint8)
+    table = [
+        (0.0, _parked(), "refresh"),
+        (0.2, _parked(), "rule-areas"),  # tracked, not yet stationary
+        (0.8, _parked(dx=2), "rule-areas"),  # jitter under 10 % of its size
+        (1.0, _parked(), "rule-areas"),  # stationary now: first check is due
+        (1.2, _parked(), "idle"),
+        (1.4, _parked(), "idle"),
+        (1.6, _parked(), "rule-areas"),  # 0.6 s later: re-check keeps the track
+        (1.8, _parked(), "idle"),
+        (2.0, _parked(dx=30), "rule-areas"),  # it drives off: active again at once
+        (2.2, _parked(dx=60), "rule-areas"),
+        (2.4, None, "idle"),  # gone
+    ]
+    got = [(t, gate.update(frame(t, bg), tr).reason) for t, tr, _ in table]
+    assert got == [(t, r) for t, _, r in table]
+
+
+def test_gate_stationary_off_and_state_is_bounded() -> None:
+    """``stationary_after_s: 0`` keeps the old behaviour; per-id state only holds the
+    ids of the current tracks (300 passing ids leave 1 row)."""
+    area = np.array([[0.1, 0.4, 0.3, 0.7]], np.float32)
+    off = DetectionGate(
+        GatingConfig(full_frame_interval_s=100.0, stationary_after_s=0.0),
+        MotionDetector(MotionConfig()),
+        416,
+        area,
+    )
+    bg = np.zeros((720, 1280, 3), np.uint8)
+    reasons = {off.update(frame(t / 5, bg), _parked()).reason for t in range(1, 30)}
+    assert reasons == {"refresh", "rule-areas"}
+    on = DetectionGate(GatingConfig(), MotionDetector(MotionConfig()), 416, area)
+    for i in range(300):
+        on.update(frame(i / 5, bg), _parked(tid=i + 1))
+    assert on._st_ids.tolist() == [300]  # noqa: SLF001
