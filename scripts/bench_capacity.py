@@ -245,7 +245,13 @@ def _live_worker(
         def recording_update(frame: Any, tracked: Any) -> Any:
             d = gate_update(frame, tracked)
             skipped.append(d.plan.value == "skip")
-            reasons[d.reason] = reasons.get(d.reason, 0) + 1
+            why = d.reason
+            if why == "rule-areas":  # split: motion seen, or tracks only
+                moving = d.motion is not None and len(d.motion.boxes) > 0
+                why += "/motion" if moving else "/tracks"
+                if d.motion is not None and d.motion.changed_frac > 0.2:
+                    why += "/changed>20%"
+            reasons[why] = reasons.get(why, 0) + 1
             return d
 
         gate.update = recording_update  # type: ignore[method-assign]
