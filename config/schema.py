@@ -217,6 +217,15 @@ class MotionConfig(StrictModel):
         description="Changed fraction above which the change is treated "
         "as lighting/scene change, not motion (0-1]",
     )
+    absorb_after_s: float = Field(
+        2.0,
+        ge=0,
+        le=3600,
+        description="Seconds a pixel may stay 'moving' before the background learns "
+        "it at the normal rate again (moving pixels learn 10x slower): a car that left "
+        "otherwise leaves a ghost that reads as motion for ~20 s. Objects still there "
+        "are tracked, not motion-gated. 0: never",
+    )
     mask: tuple[tuple[RelPoint, ...], ...] = Field(
         (),
         description="Polygons (relative 0-1) ignored by motion detection "

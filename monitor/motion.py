@@ -55,9 +55,12 @@ class MotionDetector:
         self._mask: npt.NDArray[np.bool_] | None = None
         self._shape: tuple[int, int] | None = None  # original (H, W)
         self._kernel = np.ones((3, 3), np.uint8)
+        # Per small-image pixel: time it started moving (NaN: not moving).
+        self._since: npt.NDArray[np.float64] | None = None
 
     def reset(self) -> None:
         """Forget the background (e.g. after a reconnect or resolution change)."""
+        self._since = None
         self._bg = None
         self._shape = None
         self._mask = None
@@ -87,8 +90,15 @@ class MotionDetector:
             cv2.fillPoly(keep, [pts], 0)
         return keep.astype(bool)
 
-    def update(self, image: npt.NDArray[np.uint8]) -> MotionResult:
+    def update(
+        self, image: npt.NDArray[np.uint8], mono: float | None = None
+    ) -> MotionResult:
         """Compare ``image`` ``(H, W, 3)`` uint8 BGR with the background.
+
+        Args:
+            image: The frame.
+            mono: Its monotonic time in seconds; enables ``absorb_after_s`` (pixels
+                moving for longer are learnt at the normal rate: ghosts fade).
 
         Returns:
             Moving regions scaled to the original frame.
@@ -117,7 +127,17 @@ class MotionDetector:
             return MotionResult(np.zeros((0, 4), np.float32), changed_frac, True)
         # Learn the background where nothing moves; follow slowly where it does,
         # so a parked car or a person who stands still is absorbed over time.
-        a = np.where(moving, self.cfg.alpha * 0.1, self.cfg.alpha).astype(np.float32)
+        slow = moving
+        if mono is not None and self.cfg.absorb_after_s > 0:
+            if self._since is None or self._since.shape != moving.shape:
+                self._since = np.full(moving.shape, np.nan)
+            since = self._since
+            since[~moving] = np.nan
+            since[moving & np.isnan(since)] = mono
+            # A pixel "moving" this long with nothing to track is most likely a
+            # ghost of something that left; objects still there are tracked.
+            slow = moving & (mono - since < self.cfg.absorb_after_s)
+        a = np.where(slow, self.cfg.alpha * 0.1, self.cfg.alpha).astype(np.float32)
         bg += a * (small * gain - bg)
         if not moving.any():
             return MotionResult(np.zeros((0, 4), np.float32), changed_frac, False)

@@ -283,7 +283,7 @@ class DetectionGate:
         empty = np.zeros((0, 4), np.int32)
         if self.cfg.mode == "full":
             return GateDecision(Plan.FULL, empty, None, "mode=full")
-        m = self.motion.update(frame.image)
+        m = self.motion.update(frame.image, frame.mono)
         tracked = self._active_tracks(tracked, frame.mono)
         due = (
             self._last_full is None

@@ -94,3 +94,34 @@ def test_real_video_people_move() -> None:
         assert ok
         found += int(len(m.update(f).boxes) > 0)
     assert found >= 25  # ~40 people walk in every frame
+
+
+def _ghost_run(with_time: bool) -> list[bool]:
+    """A car parked for 20 s is learnt into the background, then drives off; returns
+    per 0.2 s sample after it left whether motion is reported."""
+    det = MotionDetector(MotionConfig(absorb_after_s=1.0))
+    rng = np.random.default_rng(3)
+    empty = rng.integers(90, 110, (180, 320, 3)).astype(np.uint8)
+    parked = empty.copy()
+    parked[60:120, 100:180] = 10  # dark car
+    t = 0.0
+    for _ in range(100):  # 20 s at 5/s: the car becomes background
+        det.update(parked, t if with_time else None)
+        t += 0.2
+    out = []
+    for _ in range(50):  # 10 s after it left
+        out.append(det.update(empty, t if with_time else None).any)
+        t += 0.2
+    return out
+
+
+def test_ghost_of_a_departed_car_fades() -> None:
+    """Regression: the vacated pixels of a car that left were learnt 10x slower
+    (they read as "moving"), so a quiet camera kept detecting for ~20 s after
+    traffic (campus capacity bench). With frame times, pixels moving longer than
+    ``absorb_after_s`` are learnt at the normal rate."""
+    fades = _ghost_run(with_time=True)
+    stays = _ghost_run(with_time=False)
+    assert fades[0] and stays[0]  # the ghost appears at once either way
+    assert not any(fades[20:])  # gone within 4 s
+    assert all(stays[:40])  # without times: still "moving" after 8 s
