@@ -733,12 +733,6 @@ class LiveSource:
         elif wait < -1.0:
             t0 = time.monotonic() - offset  # fell behind: don't burst
         return t0
-        wait = t0 + n * pace - time.monotonic()
-        if wait > 0:
-            self._stop.wait(wait)
-        elif wait < -1.0:
-            t0 = time.monotonic() - n * pace  # fell behind: don't burst
-        return t0
 
 
 def open_source(
