@@ -20,6 +20,7 @@ from config.schema import GatingConfig
 from monitor.motion import MotionDetector, MotionResult
 from monitor.nms import batched_nms
 from monitor.types import Detections, Frame
+from monitor.zones import lookup_rows
 
 __all__ = [
     "DetectionGate",
@@ -199,12 +200,8 @@ class DetectionGate:
         self.motion = motion
         self.side_min = side_min
         self._last_full: float | None = None
-        # Per tracked id: reference box and the time it last moved away from it.
-        # Rows are rebuilt from each frame's tracks, so removed ids drop out.
-        self._st_ids = np.zeros(0, np.int64)
-        self._st_box = np.zeros((0, 4), np.float64)
-        self._st_since = np.zeros(0, np.float64)
         self._last_check: float | None = None
+        self._forget_stationary()
         areas = np.zeros((0, 4), np.float32) if areas_rel is None else areas_rel
         m = cfg.rule_margin
         margin = np.array([-m, -m, m, m], np.float32)
@@ -216,10 +213,15 @@ class DetectionGate:
         """Forget timing and background (e.g. after a reconnect)."""
         self._last_full = None
         self._last_check = None
+        self._forget_stationary()
+        self.motion.reset()
+
+    def _forget_stationary(self) -> None:
+        # Per tracked id: reference box and the time it last moved away from it.
+        # Rows are rebuilt from each frame's tracks, so removed ids drop out.
         self._st_ids = np.zeros(0, np.int64)
         self._st_box = np.zeros((0, 4), np.float64)
         self._st_since = np.zeros(0, np.float64)
-        self.motion.reset()
 
     def _active_tracks(
         self, tracked: Detections | None, mono: float
@@ -244,18 +246,15 @@ class DetectionGate:
             or tracked.tracker_id is None
             or self.cfg.stationary_after_s <= 0
         ):
-            self._st_ids = np.zeros(0, np.int64)
+            self._forget_stationary()
             return tracked
         ids = np.asarray(tracked.tracker_id, np.int64)
         box = np.asarray(tracked.xyxy, np.float64)
         since = np.full(len(ids), mono)
         ref = box.copy()
-        if self._st_ids.size:
-            order = np.argsort(self._st_ids)
-            pos = np.searchsorted(self._st_ids[order], ids)
-            pos = np.clip(pos, 0, self._st_ids.size - 1)
-            known = self._st_ids[order][pos] == ids
-            src = order[pos[known]]
+        rows, known = lookup_rows(self._st_ids, ids)
+        if known.any():
+            src = rows[known]
             old = self._st_box[src]
             size = np.maximum(old[:, 2:] - old[:, :2], 1.0)
             shift = np.abs(
