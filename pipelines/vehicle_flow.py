@@ -57,6 +57,7 @@ import numpy.typing as npt
 
 from config.rules import VehicleFlowRuleConfig
 from config.schema import LineConfig
+from monitor.assignment import iou_matrix
 from monitor.events import (
     Event,
     EventKind,
@@ -200,17 +201,6 @@ def _extent(
     """``(N,)`` size of ``(N, 4)`` boxes along the line's ``(2,)`` normal, px."""
     wh = boxes[:, 2:] - boxes[:, :2]
     return np.abs(wh[:, 0] * normal[0]) + np.abs(wh[:, 1] * normal[1])
-
-
-def box_iou(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray:
-    """``(N, M)`` IoU between ``(N, 4)`` and ``(M, 4)`` xyxy boxes."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0.0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0.0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0.0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 class VehicleFlowPipeline:
@@ -575,7 +565,7 @@ class VehicleFlowPipeline:
         shift = np.stack([self.vx[ci], self.vy[ci]] * 2, axis=1) * gap
         predicted = self.box[ci] + shift
         new_rows = np.arange(base, self.ids.size)
-        overlap = box_iou(self.box[new_rows], predicted)  # (new, candidates)
+        overlap = iou_matrix(self.box[new_rows], predicted)  # (new, candidates)
         sides = self._line.side_of(self.ids[ci])
         for k, r in enumerate(new_rows):
             m = int(np.argmax(overlap[k]))
@@ -832,7 +822,7 @@ class VehicleFlowPipeline:
             if c.direction != direction:
                 continue
             back = np.concatenate([normal, normal]) * speed * (c.mono - t0)
-            if box_iou(np.array([c.bbox]), (b0 + back)[None])[0, 0] >= LINK_IOU:
+            if iou_matrix(np.array([c.bbox]), (b0 + back)[None])[0, 0] >= LINK_IOU:
                 return True
         return False
 
@@ -865,7 +855,7 @@ class VehicleFlowPipeline:
         predicted = np.where(
             found[:, None], self.box[rows], np.array([r.bbox for r in prior])
         )
-        ious = box_iou(np.array([c.bbox]), predicted)[0]
+        ious = iou_matrix(np.array([c.bbox]), predicted)[0]
         hit = (ious >= LINK_IOU) & (last < born) & (born - last <= _SWITCH_GAP_S)
         return frozenset(int(t) for t in ids[hit])
 
@@ -892,7 +882,9 @@ class VehicleFlowPipeline:
         mask = np.isin(tids, np.fromiter(others, np.int64))
         if not mask.any():
             return False
-        return bool((box_iou(np.array([c.bbox]), boxes[mask]) >= DUPLICATE_IOU).any())
+        return bool(
+            (iou_matrix(np.array([c.bbox]), boxes[mask]) >= DUPLICATE_IOU).any()
+        )
 
     def _release(self, crossing: Crossing, cid: int) -> list[Event]:
         """Count a crossing; a wrong-way event when it breaks ``one_way``."""
