@@ -388,10 +388,14 @@ def _rtsp_urls(
     if preencode:
         import cv2
 
-        for i, (video, _) in enumerate(plan):
+        durations: dict[Path, float] = {}
+        for video in {v for v, _ in plan}:  # once per file, not per camera
             cap = cv2.VideoCapture(str(video))
-            dur = cap.get(cv2.CAP_PROP_FRAME_COUNT) / (cap.get(cv2.CAP_PROP_FPS) or 25)
+            n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+            durations[video] = n / (cap.get(cv2.CAP_PROP_FPS) or 25)
             cap.release()
+        for i, (video, _) in enumerate(plan):
+            dur = durations[video]
             # Spread the cameras over the file (golden-ratio steps): quiet cameras'
             # passers-by arrive at different times, as on a real campus.
             start = ((i * 0.618) % 1.0) * max(dur - 1.0, 0.0)
