@@ -121,10 +121,8 @@ class Tracker:
         # unmatched tentative track survives (0: dropped at its first miss).
         self.low_for_tentative = True
         self.tentative_buffer_s = 0.0
-        # Tracks born on the first detection step (start, or after reset) may be
-        # confirmed at once, as in ByteTrack (``cfg.confirm_on_start``, off by
-        # default: it confirms clutter too; see the field's description).
-        self.confirm_first_step = self.cfg.confirm_on_start
+        # Whether the next detection step is the first (start, or after reset):
+        # with ``cfg.confirm_on_start`` its births are confirmed at once.
         self._first_step = True
         self._next_id = 1
         self._bad_inputs = 0
@@ -462,9 +460,7 @@ class Tracker:
             new[:, _SEEN] = mono
             new[:, _HITS] = 1.0
             new[:, _CLS] = det.class_id[born]
-            if cfg.min_confirm_hits <= 1 or (
-                self._first_step and self.confirm_first_step
-            ):
+            if cfg.min_confirm_hits <= 1 or (self._first_step and cfg.confirm_on_start):
                 new[:, _STATE] = _CONFIRMED
                 new[:, _PID] = np.arange(self._next_id, self._next_id + born.size)
                 self._next_id += born.size
