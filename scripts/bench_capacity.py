@@ -583,6 +583,16 @@ def capacity(
                     "box_cpu_pct": statistics.median(box_cpu[1:])
                     if len(box_cpu) > 1
                     else float("nan"),
+                    # Everything else on the machine (another job, a benchmark
+                    # next door): a run with much of it is not a clean measurement.
+                    "other_cpu_pct": statistics.median(
+                        b - c - v
+                        for b, c, v in zip(
+                            box_cpu[1:], cpu[1:], srv_cpu[1:], strict=False
+                        )
+                    )
+                    if min(len(box_cpu), len(cpu), len(srv_cpu)) > 1
+                    else float("nan"),
                     "rss_mb": max(rss) if rss else float("nan"),
                     "p95_ms": 1000 * lat[int(0.95 * (len(lat) - 1))]
                     if lat
@@ -646,21 +656,40 @@ def _bench_redis() -> tuple[str, Any]:
         return emb.start(), emb
 
 
+def cpu_model() -> str:
+    """The CPU's model name and its vector extensions that ONNX Runtime uses."""
+    name, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, val = line.partition(":")
+            if key.strip() == "model name":
+                name = val.strip()
+            elif key.strip() == "flags":
+                flags = set(val.split())
+                break
+    except OSError:
+        pass
+    ext = [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_int8") if f in flags]
+    return f"{name} ({', '.join(ext) or 'no AVX2'})"
+
+
 def print_capacity(
     rows: list[dict[str, Any]], header: bool = True, fps: float = 5.0
 ) -> None:
     if header:
         print(f"\n## Capacity on this box (target {fps:g} detections/s per camera)\n")
+        print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores.\n")
         print("| scene | strategy | transport | cameras | fps min / median | held | detector calls/s | "
-              "dropped | CPU % | camera simulation CPU % | box CPU % | RSS MB | "
+              "dropped | CPU % | camera simulation CPU % | box CPU % | other load CPU % | RSS MB | "
               "p95 capture→processed ms | events | p95 capture→event in Redis ms |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['scene']} | {r['strategy']} | {r['transport']} | {r['cameras']} | {r['fps_min']:.2f} / "
             f"{r['fps_median']:.2f} | {'yes' if r['held'] else 'NO'} | "
             f"{r['detector_calls_s']:.1f} | {r['dropped']} | {r['cpu_pct']:.0f} | "
             f"{r['server_cpu_pct']:.0f} | {r['box_cpu_pct']:.0f} | "
+            f"{r.get('other_cpu_pct', float('nan')):.0f} | "
             f"{r['rss_mb']:.0f} | {r['p95_ms']:.0f} | {r.get('events_in_redis', 0)} | "
             f"{r.get('p95_redis_ms', float('nan')):.0f} |",
             flush=True,
