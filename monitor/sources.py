@@ -328,6 +328,7 @@ class ReplaySource:
         self.loop = loop
         self._period = 1.0 / sample_fps if sample_fps else 0.0
         self._next_t: float | None = None  # sampling grid starts at the first frame
+        self._sampled_t: float | None = None  # video time of the last returned frame
         self._index = -1  # decoded frame index of the last grab
         self._offset = 0.0  # video seconds added per completed loop
         self._loop_start = 0  # decoded index of the current loop's first frame
@@ -369,6 +370,7 @@ class ReplaySource:
             if not ok or image is None:
                 self._stats.last_error = f"frame {self._index} could not be decoded"
                 continue
+            self._sampled_t = t
             if self._period:
                 # Catch up without bursts if the video has gaps.
                 self._next_t = max(self._next_t + self._period, t)
@@ -387,6 +389,22 @@ class ReplaySource:
                 np.ascontiguousarray(image),
             )
         return None
+
+    def set_period(self, period_s: float) -> None:
+        """Sample the next frame ``period_s`` video seconds after the last one.
+
+        Replay's counterpart of the live loop's adaptive pacing (``idle_fps`` /
+        ``active_fps``): the worker calls it after each frame with the period its
+        gate chose, so an offline replay samples what the live camera would.
+
+        Args:
+            period_s: Seconds of video between sampled frames (> 0).
+        """
+        if not period_s > 0:
+            raise ValueError(f"sampling period must be > 0 s, got {period_s!r}")
+        self._period = float(period_s)
+        if self._sampled_t is not None:
+            self._next_t = self._sampled_t + self._period
 
     def _finish(self) -> bool:
         """End of stream: loop (True) or end with a message (False)."""

@@ -169,7 +169,8 @@ def run_camera(
         parts: Source, detector, tracker, pipelines, sink, optional evidence/health.
         stop: Anything with ``is_set()`` (threading/multiprocessing Event).
         replay: Files only: take every sampled frame, no pacing (the source samples
-            by video timestamp).
+            by video timestamp, at the period :func:`next_period` picks after each
+            frame, as live pacing would).
         heartbeat_s: Seconds between heartbeats (wall clock).
         max_frames: Stop after this many processed frames (tests, benchmarks).
         model_sha256: Stamped on every event.
@@ -264,6 +265,10 @@ def run_camera(
             log.exception("camera %s: error processing frame %d", camera.id, frame.seq)
             continue
         last_plan = stats.last_plan
+        set_period = getattr(source, "set_period", None) if replay else None
+        if set_period is not None and getattr(source, "sample_fps", None):
+            # Offline replay samples by video time what live pacing would sample.
+            set_period(next_period(camera, *last_plan))
         for ev in events:
             emit(ev)
         if observer is not None:

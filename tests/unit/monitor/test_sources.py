@@ -330,3 +330,18 @@ def test_live_realtime_file_paced_by_its_timestamps() -> None:
         assert 20 <= src.stats().fps_in <= 30
     finally:
         src.close()
+
+
+def test_replay_period_can_change_between_frames() -> None:
+    """Adaptive sampling in replay: the next frame is one new period after the last."""
+    src = ReplaySource(
+        "c1", str(require_shared("data/videos/road_traffic.mp4")), sample_fps=5.0
+    )
+    monos = [src.read().mono for _ in range(3)]  # 0.2 s apart
+    src.set_period(0.5)  # idle scene: 2/s
+    monos += [src.read().mono for _ in range(2)]
+    src.set_period(0.1)  # activity near a line: 10/s
+    monos += [src.read().mono for _ in range(2)]
+    assert np.allclose(np.diff(monos), [0.2, 0.2, 0.5, 0.5, 0.1, 0.1], atol=0.021)
+    with pytest.raises(ValueError, match="period must be > 0"):
+        src.set_period(0.0)

@@ -261,3 +261,71 @@ def test_sampling_rate_adapts_to_activity(
 ) -> None:
     cam = CAMERA.model_copy(update={"gating": CAMERA.gating.model_copy(update=gating)})
     assert next_period(cam, plan, reason) == pytest.approx(1.0 / fps)
+
+
+class _NoDetections:
+    class_names = ("person", "bicycle", "car")
+    input_size = (416, 416)
+    model_sha256 = "cd" * 32
+
+    def detect(self, image: np.ndarray) -> Detections:
+        return Detections.empty()
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
+        return [self.detect(i) for i in images]
+
+
+def test_replay_samples_like_live_pacing(tmp_path: Path) -> None:
+    """Bug: replay ignored gating.idle_fps/active_fps and sampled every scene at
+    detect_fps, so offline results (benchmarks, `hallmonitor replay`) were not what
+    the live camera does. A still scene must be sampled at idle_fps, motion at
+    detect_fps, by video time."""
+    import cv2
+
+    from monitor.motion import MotionDetector
+    from monitor.regions import DetectionGate
+    from monitor.sources import ReplaySource
+
+    path = tmp_path / "still_then_moving.avi"
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (W, H))
+    for i in range(150):  # 4 s still, then 2 s of a box sliding across
+        img = np.full((H, W, 3), 90, np.uint8)
+        if i >= 100:
+            x = 20 + 5 * (i - 100)
+            img[60:180, x : x + 40] = 230
+        out.write(img)
+    out.release()
+    cam = CAMERA.model_copy(
+        update={
+            "gating": CAMERA.gating.model_copy(
+                update={
+                    "mode": "motion",
+                    "idle_fps": 1.0,
+                    "full_frame_interval_s": 600.0,
+                }
+            )
+        }
+    )
+    src = ReplaySource("cam", str(path), sample_fps=cam.detect_fps)
+    det = _NoDetections()
+    parts = WorkerParts(
+        source=src,
+        detector=det,
+        tracker=Tracker(),
+        pipelines=[],
+        sink=ListSink(),
+        gate=DetectionGate(cam.gating, MotionDetector(cam.motion), 416),
+    )
+    seen: list[float] = []
+    run_camera(
+        cam,
+        parts,
+        threading.Event(),
+        replay=True,
+        observer=lambda f, e: seen.append(f.mono),
+    )
+    t = np.array(seen) - seen[0]
+    gaps = np.diff(t)
+    still, moving = gaps[t[1:] <= 3.9], gaps[t[1:] >= 4.6]
+    assert still.size >= 3 and np.allclose(still[1:], 1.0, atol=0.05)  # idle: 1/s
+    assert moving.size >= 4 and np.allclose(moving, 0.2, atol=0.05)  # motion: 5/s
