@@ -94,6 +94,7 @@ class WorkerParts:
     evidence: Any | None = None  # monitor.evidence.EvidenceRecorder
     health: Any | None = None  # monitor.health frame-health checker
     gate: DetectionGate | None = None  # None: full-frame detection on every frame
+    state: Any | None = None  # monitor.state.RuleStateStore (live cameras only)
     last_tracked: Detections | None = None
     on_close: list[Callable[[], None]] = field(default_factory=list)
 
@@ -265,6 +266,9 @@ def run_camera(
             log.exception("camera %s: error processing frame %d", camera.id, frame.seq)
             continue
         last_plan = stats.last_plan
+        if events and parts.state is not None:
+            # Occupancy and the like must survive a restart; writes only on change.
+            parts.state.save(parts.pipelines)
         set_period = getattr(source, "set_period", None) if replay else None
         if set_period is not None and getattr(source, "sample_fps", None):
             # Offline replay samples by video time what live pacing would sample.
@@ -380,6 +384,11 @@ def media_root(app: AppConfig) -> Path:
     return Path(app.storage.media_dir or Path(app.data_dir) / "media")
 
 
+def state_path(app: AppConfig, camera_id: str) -> Path:
+    """The camera's rule-state file (``monitor/state.py``)."""
+    return Path(app.data_dir) / "state" / f"{camera_id}.json"
+
+
 def build_parts(
     app: AppConfig,
     camera: CameraConfig,
@@ -413,6 +422,13 @@ def build_parts(
         sink=sink,
     )
     parts.on_close.append(source.close)
+    if not replay:
+        from monitor.state import RuleStateStore
+
+        store = RuleStateStore(state_path(app, camera.id), camera.id)
+        if store.restore(parts.pipelines):
+            log.info("camera %s: rule state restored from %s", camera.id, store.path)
+        parts.state = store
     if camera.gating.mode != "full":
         parts.gate = DetectionGate(
             camera.gating,

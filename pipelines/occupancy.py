@@ -10,6 +10,12 @@ Events: one ``occupancy`` event per (rule, day). A *day* starts at the latest lo
 ``reset_time`` (camera time zone, from ``frame.ts``). ``start`` on the day's first
 change, ``update`` on every further change (one per frame at most), ``end`` on the
 first frame of the next day, carrying the final numbers; the day then starts at 0.
+
+Restarts: :meth:`OccupancyPipeline.snapshot` returns the day's numbers and event
+identity as a plain dict and :meth:`OccupancyPipeline.restore` takes them back (the
+worker keeps them in a small state file, ``monitor/state.py``). A restored day goes
+on with the same event (next revision); a restored day that is over by the first
+frame is ended with its final numbers, as it would have been without the restart.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.rules import OccupancyRuleConfig
 from monitor.events import Event, EventKind, EventState, OccupancyPayload, Severity
@@ -29,9 +36,25 @@ from monitor.types import Detections, Frame
 from pipelines.schedule import local_day_start, utc_datetime
 from pipelines.vehicle_flow import VehicleFlowPipeline
 
-__all__ = ["OccupancyPipeline"]
+__all__ = ["OccupancyPipeline", "OccupancyState"]
 
 log = logging.getLogger(__name__)
+
+
+class OccupancyState(BaseModel):
+    """What survives a worker restart: the day's numbers and its event (version 1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(1, ge=1, le=1)
+    rule_id: str = Field(min_length=1, max_length=200)
+    day_start: dt.datetime
+    occupancy: int = Field(ge=0)
+    entered: int = Field(ge=0)
+    exited: int = Field(ge=0)
+    event_id: uuid.UUID
+    revision: int = Field(ge=0)
+    camera_id: str = Field("", max_length=200)
 
 
 class OccupancyPipeline:
@@ -71,6 +94,81 @@ class OccupancyPipeline:
         self.revision = -1
         self._camera_id = ""
 
+    def snapshot(self) -> dict[str, object] | None:
+        """The state to keep across a restart (JSON-safe), or None before the
+        day's first change."""
+        if self.event_id is None or self.day_start is None:
+            return None
+        return OccupancyState(
+            rule_id=self.rule.id,
+            day_start=self.day_start,
+            occupancy=self.occupancy,
+            entered=self.entered,
+            exited=self.exited,
+            event_id=self.event_id,
+            revision=self.revision,
+            camera_id=self._camera_id,
+        ).model_dump(mode="json")
+
+    def restore(self, state: object) -> bool:
+        """Continue from a :meth:`snapshot` taken before a restart.
+
+        Call before the first :meth:`update`. Bad or foreign state is logged and
+        ignored (the day then starts at 0, as without it).
+
+        Args:
+            state: A dict as returned by :meth:`snapshot`.
+
+        Returns:
+            Whether the state was taken.
+        """
+        try:
+            st = OccupancyState.model_validate(state)
+        except ValidationError as exc:
+            log.warning(
+                "occupancy %s: ignoring saved state: %s",
+                self.rule.id,
+                str(exc).replace("\n", "; ")[:500],
+            )
+            return False
+        if st.rule_id != self.rule.id:
+            log.warning(
+                "occupancy %s: ignoring saved state of rule %r",
+                self.rule.id,
+                st.rule_id,
+            )
+            return False
+        if st.day_start.tzinfo is None:
+            log.warning(
+                "occupancy %s: ignoring saved state without time zone", st.rule_id
+            )
+            return False
+        if st.entered - st.exited > st.occupancy or st.occupancy > st.entered:
+            # occupancy = max(0, ...) of the day's crossings: it never exceeds the
+            # entries, and it is at least entries - exits.
+            log.warning(
+                "occupancy %s: ignoring inconsistent saved state (occupancy %d, "
+                "entered %d, exited %d)",
+                st.rule_id,
+                st.occupancy,
+                st.entered,
+                st.exited,
+            )
+            return False
+        self.occupancy, self.entered, self.exited = st.occupancy, st.entered, st.exited
+        self.day_start = st.day_start.astimezone(dt.UTC)
+        self.event_id, self.revision = st.event_id, st.revision
+        self._camera_id = st.camera_id
+        log.info(
+            "occupancy %s: restored %d (in %d, out %d) for the day from %s",
+            st.rule_id,
+            st.occupancy,
+            st.entered,
+            st.exited,
+            self.day_start.isoformat(),
+        )
+        return True
+
     def update(
         self,
         frame: Frame,
@@ -90,7 +188,13 @@ class OccupancyPipeline:
         day = local_day_start(ts, self.rule.reset_time, self.tz)
         if self.day_start is not None and day != self.day_start:
             if self.event_id is not None:
-                events.append(self._message(ts, EventState.END, ended_at=day))
+                # The day ended at its next reset: ``day`` on consecutive frames,
+                # earlier when a restart (restore) spanned more than one reset.
+                local = self.day_start.astimezone(self.tz)
+                nxt = dt.datetime.combine(
+                    local.date() + dt.timedelta(days=1), self.rule.reset_time, self.tz
+                ).astimezone(dt.UTC)
+                events.append(self._message(ts, EventState.END, ended_at=min(day, nxt)))
             self.occupancy = self.entered = self.exited = 0
             self.event_id = None
         self.day_start = day

@@ -8,6 +8,7 @@ end to end in tests/integration), so each row states exactly what the camera saw
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -329,3 +330,53 @@ def test_replay_samples_like_live_pacing(tmp_path: Path) -> None:
     still, moving = gaps[t[1:] <= 3.9], gaps[t[1:] >= 4.6]
     assert still.size >= 3 and np.allclose(still[1:], 1.0, atol=0.05)  # idle: 1/s
     assert moving.size >= 4 and np.allclose(moving, 0.2, atol=0.05)  # motion: 5/s
+
+
+def test_worker_saves_and_restores_occupancy(tmp_path: Path) -> None:
+    """The loop writes rule state when a frame produced events, and a new worker
+    built on the same state file carries the lot's occupancy on (restart)."""
+    from monitor.state import RuleStateStore
+
+    cam = CameraConfig.model_validate(
+        {
+            "id": "cam",
+            "source": {"url": "/dev/null"},
+            "detect_fps": 5,
+            "gating": {"mode": "full"},
+            "lines": [{"id": "gate", "start": [0, 0.5], "end": [1, 0.5]}],
+            "rules": {
+                "vehicle_flow": [{"id": "flow", "line": "gate", "classes": ["person"]}],
+                "occupancy": [{"id": "lot", "lines": ["flow"], "classes": ["person"]}],
+            },
+        }
+    )
+
+    def walk_down(t0: float) -> list[Row]:  # one person across y = 120 px
+        return [
+            Row(round(t0 + 0.2 * i, 3), [[150.0, y - 40, 170.0, y]])
+            for i, y in enumerate(range(60, 200, 14))
+        ] + rows_between(t0 + 2.0, t0 + 5.0, [])
+
+    path = tmp_path / "state" / "cam.json"
+    occupancy = []
+    for start in (0.0, 100.0):  # two worker lifetimes
+        src = ScriptedSource(walk_down(start))
+        det = ScriptedDetector(src)
+        sink = ListSink()
+        parts = WorkerParts(
+            source=src,
+            detector=det,
+            tracker=Tracker(TrackerConfig(lost_buffer_s=0.5)),
+            pipelines=build_pipelines(cam, det.class_names),
+            sink=sink,
+            state=RuleStateStore(path, "cam"),
+        )
+        parts.state.restore(parts.pipelines)
+        run_camera(cam, parts, threading.Event(), replay=True)
+        occupancy += [
+            (e.state.value, e.payload.occupancy)
+            for e in sink.events
+            if e.kind is EventKind.OCCUPANCY
+        ]
+    assert occupancy == [("start", 1), ("update", 2)]
+    assert json.loads(path.read_text())["rules"]["occupancy:lot"]["occupancy"] == 2

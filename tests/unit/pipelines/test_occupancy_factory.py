@@ -125,3 +125,107 @@ def test_example_config_builds(rt) -> None:
         sim = rt.Sim(pipes)
         for i in range(5):
             assert sim.step(i * 0.2, []) == []
+
+
+def _occ_rows(events):
+    return [
+        (e.state.value, e.payload.occupancy, e.payload.entered, e.payload.exited)
+        for e in events
+        if e.kind is EventKind.OCCUPANCY
+    ]
+
+
+def _cross(sim, t0: float, tid: int, pts) -> float:
+    t = t0
+    for x, y in pts:
+        sim.step(t, [(tid, x, y, CAR)])
+        t += 0.5
+    sim.step(t, [], [tid])
+    return t + 2.5
+
+
+def test_occupancy_survives_a_worker_restart(rt, tmp_path) -> None:
+    """Bug: a worker restart set the lot's occupancy back to 0 mid-day (carried over
+    from session 1). The day's numbers and event now come back from the state file."""
+    from monitor.state import RuleStateStore
+
+    store = RuleStateStore(tmp_path / "state" / "lot.json", "lot")
+    pipes = build_pipelines(CAMERA, COCO_CLASSES)
+    sim = rt.Sim(pipes, ts0=RESET_UTC - 3600)
+    t = 0.0
+    for tid, pts in [(1, A_IN), (2, A_IN), (3, B_IN)]:
+        t = _cross(sim, t, tid, pts)
+        assert store.save(pipes)
+    assert not store.save(pipes)  # nothing changed: no write
+    before = [e for _, e in sim.log if e.kind is EventKind.OCCUPANCY]
+
+    # Restart: new pipelines (fresh tracker ids too), same state file.
+    pipes2 = build_pipelines(CAMERA, COCO_CLASSES)
+    assert RuleStateStore(store.path, "lot").restore(pipes2) == 1
+    sim2 = rt.Sim(pipes2, ts0=RESET_UTC - 3600)
+    t = _cross(sim2, t + 60, 1, A_OUT)
+    after = [e for _, e in sim2.log if e.kind is EventKind.OCCUPANCY]
+    assert _occ_rows(before) == [
+        ("start", 1, 1, 0),
+        ("update", 2, 2, 0),
+        ("update", 3, 3, 0),
+    ]
+    assert _occ_rows(after) == [("update", 2, 3, 1)]  # not ("start", 0, 0, 1)
+    assert after[0].event_id == before[0].event_id
+    assert after[0].revision == before[-1].revision + 1
+    assert after[0].payload.day_start == before[0].payload.day_start
+
+
+def test_restored_day_that_is_over_ends_at_its_reset(rt, tmp_path) -> None:
+    """A restart across the daily reset ends the saved day with its own numbers at
+    its reset time (not at the restart), then the new day starts at 0."""
+    from monitor.state import RuleStateStore
+
+    store = RuleStateStore(tmp_path / "lot.json", "lot")
+    pipes = build_pipelines(CAMERA, COCO_CLASSES)
+    sim = rt.Sim(pipes, ts0=RESET_UTC - 3600)
+    _cross(sim, 0.0, 1, A_IN)
+    store.save(pipes)
+    first = [e for _, e in sim.log if e.kind is EventKind.OCCUPANCY][0]
+
+    pipes2 = build_pipelines(CAMERA, COCO_CLASSES)
+    assert store.restore(pipes2) == 1
+    sim2 = rt.Sim(pipes2, ts0=RESET_UTC + 2 * 86400 + 600)  # two resets later
+    _cross(sim2, 0.0, 7, A_IN)
+    occ = [e for _, e in sim2.log if e.kind is EventKind.OCCUPANCY]
+    assert _occ_rows(occ) == [("end", 1, 1, 0), ("start", 1, 1, 0)]
+    assert occ[0].event_id == first.event_id and occ[0].revision == 1
+    assert occ[0].ended_at.timestamp() == RESET_UTC  # the saved day's own reset
+    assert occ[1].event_id != first.event_id
+    assert occ[1].payload.day_start.timestamp() == RESET_UTC + 2 * 86400
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"rule_id": "other"}, "rule"),
+        ({"occupancy": -1}, "negative"),
+        ({"occupancy": 5, "entered": 3}, "more than entered"),
+        ({"occupancy": 0, "entered": 5, "exited": 1}, "below in - out"),
+        ({"day_start": "2026-06-01T03:00:00"}, "naive time"),
+        ({"version": 2}, "unknown version"),
+        ({"surprise": 1}, "unknown key"),
+        ({"event_id": "not-a-uuid"}, "bad uuid"),
+    ],
+)
+def test_bad_saved_occupancy_is_ignored(change: dict, why: str) -> None:
+    occ = build_pipelines(CAMERA, COCO_CLASSES)[-1]
+    good = {
+        "version": 1,
+        "rule_id": "occ",
+        "day_start": "2026-06-01T07:00:00Z",
+        "occupancy": 2,
+        "entered": 3,
+        "exited": 1,
+        "event_id": "6f1c1d2e-8a4b-4c3d-9e2f-0a1b2c3d4e5f",
+        "revision": 4,
+        "camera_id": "lot",
+    }
+    assert build_pipelines(CAMERA, COCO_CLASSES)[-1].restore(good), "control"
+    assert not occ.restore({**good, **change}), why
+    assert occ.occupancy == 0 and occ.event_id is None

@@ -1,0 +1,125 @@
+"""The per-camera rule-state file: atomic, change-only writes; bad files set aside."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from config.base import COCO_CLASSES
+from config.schema import CameraConfig
+from monitor.state import RuleStateStore, pipeline_key
+from pipelines.factory import build_pipelines
+
+CAMERA = CameraConfig.model_validate(
+    {
+        "id": "lot",
+        "source": {"url": "lot.mp4"},
+        "zones": [{"id": "z", "polygon": [[0.2, 0.2], [0.8, 0.2], [0.8, 0.8]]}],
+        "lines": [{"id": "a", "start": [0.0, 0.5], "end": [1.0, 0.5]}],
+        "rules": {
+            "loitering": [{"id": "loit", "zone": "z"}],
+            "vehicle_flow": [{"id": "fa", "line": "a"}],
+            "occupancy": [{"id": "occ", "lines": ["fa"]}],
+        },
+    }
+)
+SAVED = {
+    "version": 1,
+    "rule_id": "occ",
+    "day_start": "2026-06-01T07:00:00Z",
+    "occupancy": 2,
+    "entered": 3,
+    "exited": 1,
+    "event_id": "6f1c1d2e-8a4b-4c3d-9e2f-0a1b2c3d4e5f",
+    "revision": 4,
+    "camera_id": "lot",
+}
+
+
+def _file(path: Path, rules: dict, **top) -> Path:
+    path.write_text(
+        json.dumps({"version": 1, "camera_id": "lot", "rules": rules, **top})
+    )
+    return path
+
+
+def test_only_stateful_pipelines_have_keys() -> None:
+    keys = [pipeline_key(p) for p in build_pipelines(CAMERA, COCO_CLASSES)]
+    assert keys == [None, None, "occupancy:occ"]
+
+
+def test_round_trip_and_change_only_writes(tmp_path: Path) -> None:
+    path = _file(
+        tmp_path / "lot.json", {"occupancy:occ": SAVED, "occupancy:gone": SAVED}
+    )
+    pipes = build_pipelines(CAMERA, COCO_CLASSES)
+    store = RuleStateStore(path, "lot")
+    assert store.restore(pipes) == 1
+    occ = pipes[-1]
+    assert (occ.occupancy, occ.entered, occ.exited, occ.revision) == (2, 3, 1, 4)
+    # Same state as loaded, minus the rule that is no longer configured: one write.
+    assert store.save(pipes) and not store.save(pipes)
+    assert store.writes == 1
+    data = json.loads(path.read_text())
+    assert data["rules"] == {"occupancy:occ": SAVED}
+    occ.occupancy = 1
+    assert (
+        store.save(pipes)
+        and json.loads(path.read_text())["rules"]["occupancy:occ"]["occupancy"] == 1
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["lot.json"]  # no temp file left
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"{not json", "not JSON"),
+        (b"", "not JSON"),  # e.g. a power cut right after the rename
+        (b"[]", "not an object"),
+        (
+            json.dumps({"version": 9, "camera_id": "lot", "rules": {}}).encode(),
+            "version 9",
+        ),
+        (
+            json.dumps({"version": 1, "camera_id": "gym", "rules": {}}).encode(),
+            "camera 'gym'",
+        ),
+        (b" " * (2 << 20), "more than"),
+    ],
+)
+def test_unusable_file_is_set_aside_not_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes, problem: str
+) -> None:
+    path = tmp_path / "lot.json"
+    path.write_bytes(content)
+    pipes = build_pipelines(CAMERA, COCO_CLASSES)
+    with caplog.at_level(logging.WARNING, logger="monitor.state"):
+        assert RuleStateStore(path, "lot").restore(pipes) == 0
+    assert problem in caplog.text and str(path) in caplog.text
+    assert pipes[-1].occupancy == 0
+    kept = list(tmp_path.glob("lot.json.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == content
+    assert not path.exists()
+
+
+def test_bad_rule_state_is_ignored_per_rule(tmp_path: Path) -> None:
+    path = _file(tmp_path / "lot.json", {"occupancy:occ": {**SAVED, "occupancy": -5}})
+    pipes = build_pipelines(CAMERA, COCO_CLASSES)
+    assert RuleStateStore(path, "lot").restore(pipes) == 0
+    assert pipes[-1].occupancy == 0
+
+
+def test_unwritable_directory_keeps_the_camera_running(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the directory should be")
+    pipes = build_pipelines(CAMERA, COCO_CLASSES)
+    pipes[-1].restore(SAVED)
+    store = RuleStateStore(blocker / "lot.json", "lot")
+    with caplog.at_level(logging.WARNING, logger="monitor.state"):
+        assert not store.save(pipes)
+    assert "cannot save rule state" in caplog.text
