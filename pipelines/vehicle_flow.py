@@ -13,6 +13,11 @@ What counts as one crossing (see also :class:`monitor.zones.LineZone`):
   within ``switch_window_s`` of the track's previous crossing without having gone
   clearly beyond the line in between is jitter (a box wobbling on the line by more
   than the band), not a count;
+* a crossing made by a jump (the anchor moved :data:`HOLD_JUMP` × box size or more
+  since the previous observation) that is not yet beyond the jitter distance is
+  held until the track is (or ``switch_window_s`` has passed); jitter straight back
+  cancels it, so a false box pulling a track across the line and letting it go
+  back counts nothing (:meth:`VehicleFlowPipeline._hold_crossings`);
 * only tracks the tracker reports (confirmed tracks) are seen at all;
 * a track first seen near the line (an id switch or hijack right at it) that moves
   away from it counts as having come from the other side when a track lost there
@@ -114,6 +119,8 @@ _COLS = (
     "near_y",
     "app",
     "cls",
+    "hold",
+    "hold_t",
 )
 
 
@@ -186,6 +193,11 @@ TURN_DT_S = 0.5
 """Two turns pair when their closest approaches are at most this far apart in time ..."""
 TURN_R = 1.5
 """... and at most this × the larger box size apart in the image."""
+
+HOLD_JUMP = 0.3
+"""A crossing whose anchor jumped at least this × its box size (along the normal)
+since the previous observation, and is not yet clearly beyond the line, is held
+(see ``VehicleFlowPipeline._hold_crossings``)."""
 
 JITTER_BAND = 2.0
 JITTER_BOX = 0.5
@@ -275,6 +287,10 @@ class VehicleFlowPipeline:
         self.near_y = np.zeros(0, np.float64)
         self.app = np.zeros(0, np.float64)
         self.cls = np.zeros(0, np.int64)  # class id last seen
+        # A checked crossing held until the track is clearly beyond the line: +1 in,
+        # -1 out, 0 none; and the mono at which it is counted anyway.
+        self.hold = np.zeros(0, np.int8)
+        self.hold_t = np.zeros(0, np.float64)
         self.turns: collections.deque[_Turn] = collections.deque()
         self.pending: list[tuple[Crossing, frozenset[int], float, int]] = []
         self.recent: collections.deque[Crossing] = collections.deque()
@@ -349,9 +365,11 @@ class VehicleFlowPipeline:
         window = self.rule.switch_window_s
 
         removed = np.asarray(removed_ids, dtype=np.int64).reshape(-1)
+        late: list[tuple[Crossing, int]] = []
         # Vanished tracks stay linkable for switch_window_s, then go.
         if self.ids.size:
             vis = np.isin(self.ids, tids)
+            late = self._due_holds(~vis, now, ts)
             self.gone |= np.isin(self.ids, removed) & ~vis
             expired = ~vis & (now - self.last_seen > window)
             drop = (expired & self.gone) | (now - self.last_seen > window + _STALE_S)
@@ -416,6 +434,8 @@ class VehicleFlowPipeline:
             self.near_y = np.concatenate([self.near_y, anchors[new, 1]])
             self.app = np.concatenate([self.app, np.zeros(n)])
             self.cls = np.concatenate([self.cls, cls[new]])
+            self.hold = np.concatenate([self.hold, np.zeros(n, np.int8)])
+            self.hold_t = np.concatenate([self.hold_t, np.zeros(n)])
             self.done_in = np.concatenate([self.done_in, np.zeros(n, bool)])
             self.done_out = np.concatenate([self.done_out, np.zeros(n, bool)])
             self.last_dir = np.concatenate([self.last_dir, np.zeros(n, np.int8)])
@@ -427,6 +447,10 @@ class VehicleFlowPipeline:
         visible = np.zeros(self.ids.size, bool)
         visible[rows] = True
         self.last_seen[rows] = now
+        step = np.abs(
+            line.signed_distance(anchors)
+            - line.signed_distance(np.stack([self.ax[rows], self.ay[rows]], axis=1))
+        )
         self.ax[rows], self.ay[rows] = anchors[:, 0], anchors[:, 1]
         self.box[rows] = boxes
 
@@ -452,6 +476,9 @@ class VehicleFlowPipeline:
         self.far[rows[moved]] = dist[moved]
         c_in &= ~self.done_in[rows] & ~jitter
         c_out &= ~self.done_out[rows] & ~jitter
+        c_in, c_out, released = self._hold_crossings(
+            rows, c_in, c_out, flip, jitter, dist, reach, step, anchors, now
+        )
 
         while self.recent and now - self.recent[0].mono > window:
             self.recent.popleft()
@@ -482,6 +509,8 @@ class VehicleFlowPipeline:
                     crossing.tracker_id,
                 )
         self.pending = still
+        for crossing, cid in late:
+            events.extend(self._release(crossing, cid))
         for j in np.flatnonzero(c_in | c_out):
             cid = int(cls[j])
             crossing = Crossing(
@@ -493,6 +522,10 @@ class VehicleFlowPipeline:
                 point=(float(anchors[j, 0]), float(anchors[j, 1])),
                 bbox=tuple(float(v) for v in boxes[j]),  # type: ignore[arg-type]
             )
+            if released[j]:
+                # Held since an earlier frame (and checked then): counted now.
+                events.extend(self._release(crossing, cid))
+                continue
             if self._double_detection(crossing, tids, boxes):
                 log.debug(
                     "vehicle_flow %s: crossing of %d is a second box of a counted "
@@ -500,11 +533,13 @@ class VehicleFlowPipeline:
                     self.rule.id,
                     crossing.tracker_id,
                 )
+                self.hold[rows[j]] = 0
                 continue
             prior = self._switch_suspects(crossing, vis_ids)
             if prior:
+                self.hold[rows[j]] = 0
                 self.pending.append((crossing, prior, now + window, cid))
-            else:
+            elif self.hold[rows[j]] == 0:
                 events.extend(self._release(crossing, cid))
         for r, direction in swapped:
             crossing = Crossing(
@@ -533,6 +568,116 @@ class VehicleFlowPipeline:
         return events
 
     # ------------------------------------------------------------------ helpers
+    def _hold_crossings(
+        self,
+        rows: npt.NDArray[np.intp],
+        c_in: npt.NDArray[np.bool_],
+        c_out: npt.NDArray[np.bool_],
+        flip: npt.NDArray[np.int8],
+        jitter: npt.NDArray[np.bool_],
+        dist: npt.NDArray[np.float64],
+        reach: npt.NDArray[np.float64],
+        step: npt.NDArray[np.float64],
+        anchors: npt.NDArray[np.float64],
+        now: float,
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """Hold crossings made by a jump until the track is clearly beyond the line.
+
+        A false box beside a person standing near the line can pull the track
+        across it for a few frames and let it go back: the first crossing counted
+        and the way back, jitter, did not. Now a crossing whose anchor jumped at
+        least :data:`HOLD_JUMP` × box size since the previous observation and is
+        still less than the jitter distance ``reach`` beyond the line is *held*
+        (after the double-box and id-switch checks, on its own frame): counted once
+        the track is ``reach`` beyond the line on the new side, or
+        ``switch_window_s`` after the crossing (also when the track is no longer
+        visible then, :meth:`_due_holds`). Jitter straight back across the line
+        cancels it: neither crossing counts and the track is as if it had never
+        crossed. Crossings made walking (small steps) count at once, as before.
+
+        Args:
+            rows: ``(N,)`` state rows of the visible tracks.
+            c_in: ``(N,)`` new "in" crossings this frame (after the jitter test).
+            c_out: ``(N,)`` new "out" crossings.
+            flip: ``(N,)`` side change this frame (+1 / -1 / 0).
+            jitter: ``(N,)`` side changes that are jitter.
+            dist: ``(N,)`` |distance| from the line, px.
+            reach: ``(N,)`` jitter distance, px.
+            step: ``(N,)`` |change of the signed distance| since the previous
+                observation, px.
+            anchors: ``(N, 2)`` anchors, px.
+            now: Monotonic time of the frame.
+
+        Returns:
+            ``(c_in, c_out, released)``: crossings to check and count this frame
+            (new ones, of which those now in ``hold`` are kept back after their
+            checks, and held ones released now), and the mask of the released ones.
+        """
+        window = self.rule.switch_window_s
+        none = np.zeros(rows.size, bool)
+        if window <= 0 or rows.size == 0:
+            return c_in, c_out, none
+        assert self._line is not None
+        held = self.hold[rows]
+        side = np.sign(self._line.signed_distance(anchors)).astype(np.int8)
+        cancel = jitter & (held != 0) & (flip == -held)
+        release = (held != 0) & ~cancel
+        release &= ((side == held) & (dist >= reach)) | (now >= self.hold_t[rows])
+        if cancel.any():
+            cr = rows[cancel]
+            log.debug(
+                "vehicle_flow %s: held crossing(s) of %s cancelled (jitter back)",
+                self.rule.id,
+                self.ids[cr].tolist(),
+            )
+            self.done_in[cr[held[cancel] > 0]] = False
+            self.done_out[cr[held[cancel] < 0]] = False
+            self.last_dir[cr] = 0
+            self.last_flip[cr] = -math.inf
+            self.far[cr] = dist[cancel]
+            self.hold[cr] = 0
+        ext = _extent(self.box[rows], self._line.normal)
+        new = (c_in | c_out) & (dist < reach) & (step >= HOLD_JUMP * ext)
+        self.hold[rows[new]] = np.where(c_in[new], 1, -1)
+        self.hold_t[rows[new]] = now + window
+        self.hold[rows[release]] = 0
+        return (
+            c_in | (release & (held > 0)),
+            c_out | (release & (held < 0)),
+            release,
+        )
+
+    def _due_holds(
+        self, invisible: npt.NDArray[np.bool_], now: float, ts: float
+    ) -> list[tuple[Crossing, int]]:
+        """Held crossings of tracks not visible now whose time is up: counted.
+
+        Args:
+            invisible: ``(R,)`` state rows not visible on this frame.
+            now: Monotonic time of the frame.
+            ts: Its wall-clock time.
+
+        Returns:
+            ``(crossing, class id)`` per crossing, at the track's last observation.
+        """
+        due = np.flatnonzero(invisible & (self.hold != 0) & (now >= self.hold_t))
+        out: list[tuple[Crossing, int]] = []
+        for r in due:
+            cid = int(self.cls[r])
+            seen = float(self.last_seen[r])
+            crossing = Crossing(
+                tracker_id=int(self.ids[r]),
+                class_name=self.class_names[cid],
+                direction="in" if self.hold[r] > 0 else "out",
+                mono=seen,
+                ts=ts - (now - seen),
+                point=(float(self.ax[r]), float(self.ay[r])),
+                bbox=tuple(float(v) for v in self.box[r]),  # type: ignore[arg-type]
+            )
+            out.append((crossing, cid))
+        self.hold[due] = 0
+        return out
+
     def _link_new(
         self,
         base: int,

@@ -270,6 +270,45 @@ CASES = [
         {"car": 1},
         {},
     ),
+    (
+        # Regression (MOT bench, TUD-Stadtmitte hard, issue #5): a false box beside
+        # a person standing just before the line pulled the track across it for a
+        # few frames and let it go back; the jump across counted and the way back
+        # (jitter) did not, so one false "in" per such visit.
+        "a jump across the line and straight back does not count",
+        LINE,
+        path(1, [30, 36, 42, 44, 44, 55, 55, None, 44, 44, 44]),
+        {},
+        {},
+    ),
+    (
+        "a jump across the line counts once the track goes on beyond it",
+        LINE,
+        path(1, [30, 36, 42, 44, 44, 55, 56, 60, 64, 68]),
+        {"car": 1},
+        {},
+    ),
+    (
+        "a jump across the line and back, then a real crossing, counts once",
+        LINE,
+        path(1, [30, 36, 42, 44, 55, 44, 44, 55, 60, 66, 70]),
+        {"car": 1},
+        {},
+    ),
+    (
+        "a jump across the line counts at the window's end if the track stays there",
+        LINE,
+        path(1, [30, 36, 42, 44, 55] + [55] * 12),
+        {"car": 1},
+        {},
+    ),
+    (
+        "a jump across the line counts at the window's end if the track is lost",
+        LINE,
+        path(1, [30, 36, 42, 44, 55]) + [[]] * 12,
+        {"car": 1},
+        {},
+    ),
     ("empty frames", LINE, [[]] * 50, {}, {}),
 ]
 
