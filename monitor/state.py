@@ -6,7 +6,14 @@ a worker restart (a crash, an upgrade, a reboot) must not set it back to 0. Pipe
 that need this implement ``snapshot() -> dict | None`` and ``restore(dict) -> bool``;
 the worker keeps their snapshots in ``<data_dir>/state/<camera>.json``:
 
-    {"version": 1, "camera_id": "lot", "rules": {"occupancy:lot-a": {...}}}
+    {"version": 1, "camera_id": "lot", "rules": {"occupancy:lot-a": {...}},
+     "open_events": {"<event uuid>": {<the event's last message>}}}
+
+``open_events`` are the events that had started and not ended (a loitering visit, a
+crowd, a count bucket) when the file was written. The pipelines that raised them are
+gone after a restart, so nothing would ever end them and the review queue would show
+them as ongoing forever: the new worker ends each one with its last known numbers
+(:meth:`RuleStateStore.orphans`).
 
 Writes are atomic (temporary file + ``os.replace``) and happen only when a snapshot
 changed. A file that cannot be read or parsed is moved aside to ``*.corrupt-<time>``
@@ -22,6 +29,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
+
+from monitor.events import Event, EventState
 
 __all__ = ["RuleStateStore", "pipeline_key"]
 
@@ -55,6 +66,8 @@ class RuleStateStore:
         self.path = Path(path)
         self.camera_id = camera_id
         self._saved: dict[str, Any] = {}
+        self._saved_open: dict[str, Any] = {}
+        self._orphans: list[Event] = []
         self.writes = 0
 
     def load(self) -> dict[str, Any]:
@@ -89,6 +102,8 @@ class RuleStateStore:
                 problem = (
                     f"camera {data.get('camera_id')!r}, expected {self.camera_id!r}"
                 )
+            elif not isinstance(data.get("open_events", {}), dict):
+                problem = '"open_events" is not an object'
         if problem:
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             try:
@@ -106,7 +121,48 @@ class RuleStateStore:
             return {}
         rules: dict[str, Any] = data["rules"]
         self._saved = dict(rules)
+        self._saved_open = dict(data.get("open_events", {}))
+        self._orphans = []
+        for key, raw_ev in self._saved_open.items():
+            try:
+                ev = Event.model_validate(raw_ev)
+            except ValidationError as exc:
+                log.warning(
+                    "camera %s: ignoring saved open event %s in %s: %s",
+                    self.camera_id,
+                    key,
+                    self.path,
+                    str(exc).replace("\n", "; ")[:500],
+                )
+                continue
+            if ev.camera_id == self.camera_id and ev.state in (
+                EventState.START,
+                EventState.UPDATE,
+            ):
+                self._orphans.append(ev)
         return rules
+
+    def orphans(self) -> list[Event]:
+        """End messages for the events left open by the previous worker (once).
+
+        Each is the event's last saved message as ``end`` at the next revision,
+        ended at that message's time (the last moment anything was known), so the
+        review queue stops showing it as ongoing. Call after :meth:`restore`.
+        """
+        out = [
+            ev.model_copy(
+                update={
+                    "state": EventState.END,
+                    "revision": ev.revision + 1,
+                    "ended_at": ev.ts,
+                    "media": (),
+                }
+            )
+            for ev in self._orphans
+            if ev.revision < 1_000_000
+        ]
+        self._orphans = []
+        return out
 
     def restore(self, pipelines: Sequence[Any]) -> int:
         """Hand each stateful pipeline its saved snapshot; returns how many took it."""
@@ -119,8 +175,18 @@ class RuleStateStore:
         # Keys of rules no longer configured are dropped on the next save.
         return taken
 
-    def save(self, pipelines: Sequence[Any]) -> bool:
-        """Write the pipelines' snapshots if they changed; returns whether it wrote."""
+    def save(
+        self, pipelines: Sequence[Any], open_events: dict[str, Event] | None = None
+    ) -> bool:
+        """Write the pipelines' snapshots and the open events if they changed.
+
+        Args:
+            pipelines: The camera's pipelines (those with ``snapshot()`` are saved).
+            open_events: The last message of each event still open, by event id.
+
+        Returns:
+            Whether it wrote the file.
+        """
         rules: dict[str, Any] = {}
         for p in pipelines:
             key = pipeline_key(p)
@@ -129,10 +195,18 @@ class RuleStateStore:
             snap = p.snapshot()
             if snap is not None:
                 rules[key] = snap
-        if rules == self._saved:
+        opened = {
+            k: ev.model_dump(mode="json") for k, ev in (open_events or {}).items()
+        }
+        if rules == self._saved and opened == self._saved_open:
             return False
         body = json.dumps(
-            {"version": _VERSION, "camera_id": self.camera_id, "rules": rules},
+            {
+                "version": _VERSION,
+                "camera_id": self.camera_id,
+                "rules": rules,
+                "open_events": opened,
+            },
             sort_keys=True,
         ).encode()
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
@@ -151,5 +225,6 @@ class RuleStateStore:
             )
             return False
         self._saved = rules
+        self._saved_open = opened
         self.writes += 1
         return True

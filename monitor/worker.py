@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 # Events that get a snapshot and a clip when they begin.
 _EVIDENCE_KINDS = {EventKind.LOITERING, EventKind.CROWDING, EventKind.WRONG_WAY}
+# Events whose pipeline restores itself after a restart (the day goes on with the
+# same event); every other event still open at a restart is ended by the next worker.
+_RESTORED_KINDS = {EventKind.OCCUPANCY}
 _EVIDENCE_STATES = {EventState.START, EventState.INSTANT}
 
 
@@ -190,11 +193,37 @@ def run_camera(
     rate_out = _Rate()
     source = parts.source
 
+    open_events: dict[str, Event] = {}
+
     def emit(event: Event) -> None:
         if model_sha256 and not event.model_sha256:
             event = event.model_copy(update={"model_sha256": model_sha256})
         parts.sink.publish(event)
         stats.events += 1
+
+    def track_open(event: Event) -> None:
+        # Rule messages only: the evidence recorder re-sends a start with its clip
+        # later, possibly after the end, and must not reopen the event.
+        if event.kind in _RESTORED_KINDS:
+            return
+        key = str(event.event_id)
+        if event.state in (EventState.START, EventState.UPDATE):
+            open_events[key] = event
+        else:
+            open_events.pop(key, None)
+
+    if parts.state is not None:
+        # End what the previous worker left open (its pipelines are gone).
+        orphans = parts.state.orphans()
+        for ev in orphans:
+            emit(ev)
+        if orphans:
+            log.info(
+                "camera %s: ended %d event(s) left open by the previous worker",
+                camera.id,
+                len(orphans),
+            )
+            parts.state.save(parts.pipelines, open_events)
 
     def heartbeat(now_mono: float, state_override: CameraState | None = None) -> None:
         s = source.stats()
@@ -266,15 +295,16 @@ def run_camera(
             log.exception("camera %s: error processing frame %d", camera.id, frame.seq)
             continue
         last_plan = stats.last_plan
-        if events and parts.state is not None:
-            # Occupancy and the like must survive a restart; writes only on change.
-            parts.state.save(parts.pipelines)
         set_period = getattr(source, "set_period", None) if replay else None
         if set_period is not None and getattr(source, "sample_fps", None):
             # Offline replay samples by video time what live pacing would sample.
             set_period(next_period(camera, *last_plan))
         for ev in events:
             emit(ev)
+            track_open(ev)
+        if events and parts.state is not None:
+            # Occupancy and open events must survive a restart; writes on change.
+            parts.state.save(parts.pipelines, open_events)
         if observer is not None:
             observer(frame, events)
         if parts.evidence is not None:

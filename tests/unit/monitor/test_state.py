@@ -123,3 +123,56 @@ def test_unwritable_directory_keeps_the_camera_running(
     with caplog.at_level(logging.WARNING, logger="monitor.state"):
         assert not store.save(pipes)
     assert "cannot save rule state" in caplog.text
+
+
+def _loitering_event(camera_id: str = "lot", revision: int = 3):
+    import datetime as dt
+    import uuid
+
+    from monitor.events import Event, EventKind, EventState, LoiteringPayload
+
+    t = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
+    return Event(
+        event_id=uuid.uuid4(),
+        revision=revision,
+        camera_id=camera_id,
+        kind=EventKind.LOITERING,
+        state=EventState.UPDATE,
+        severity="medium",
+        ts=t + dt.timedelta(seconds=40),
+        started_at=t,
+        payload=LoiteringPayload(
+            rule_id="loit",
+            zone_id="z",
+            tracker_id=7,
+            class_name="person",
+            dwell_s=40.0,
+            bbox_xyxy=(1.0, 2.0, 3.0, 4.0),
+            threshold_s=30.0,
+        ),
+    )
+
+
+def test_open_events_come_back_once_as_ends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from monitor.events import EventState
+
+    pipes = build_pipelines(CAMERA, COCO_CLASSES)
+    ev = _loitering_event()
+    store = RuleStateStore(tmp_path / "lot.json", "lot")
+    assert store.save(pipes, {str(ev.event_id): ev})
+    data = json.loads(store.path.read_text())
+    data["open_events"]["junk"] = {"kind": "loitering"}  # e.g. an older schema
+    other = _loitering_event("gym")
+    data["open_events"][str(other.event_id)] = other.model_dump(mode="json")
+    store.path.write_text(json.dumps(data))
+
+    store2 = RuleStateStore(store.path, "lot")
+    with caplog.at_level(logging.WARNING, logger="monitor.state"):
+        store2.restore(pipes)
+    assert "ignoring saved open event junk" in caplog.text
+    (end,) = store2.orphans()
+    assert (end.event_id, end.state, end.revision) == (ev.event_id, EventState.END, 4)
+    assert end.ended_at == ev.ts and end.payload == ev.payload
+    assert store2.orphans() == []  # once

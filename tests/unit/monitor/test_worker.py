@@ -380,3 +380,40 @@ def test_worker_saves_and_restores_occupancy(tmp_path: Path) -> None:
         ]
     assert occupancy == [("start", 1), ("update", 2)]
     assert json.loads(path.read_text())["rules"]["occupancy:lot"]["occupancy"] == 2
+
+
+def test_events_left_open_by_a_stopped_worker_are_ended_by_the_next(
+    tmp_path: Path,
+) -> None:
+    """Bug: a loitering event open when the worker stopped (crash, upgrade) never got
+    an end, so the review queue showed it as ongoing forever. The next worker ends it
+    with its last known numbers, at the next revision, ended at its last message."""
+    from monitor.state import RuleStateStore
+
+    path = tmp_path / "state" / "cam.json"
+    lifetimes = [rows_between(0, 3.4, PERSON), rows_between(50.0, 51.0, [])]
+    sinks = []
+    for rows in lifetimes:
+        src = ScriptedSource(rows)
+        det = ScriptedDetector(src)
+        sink = ListSink()
+        parts = WorkerParts(
+            source=src,
+            detector=det,
+            tracker=Tracker(TrackerConfig(lost_buffer_s=0.5)),
+            pipelines=build_pipelines(CAMERA, det.class_names),
+            sink=sink,
+            state=RuleStateStore(path, "cam"),
+        )
+        parts.state.restore(parts.pipelines)
+        run_camera(CAMERA, parts, threading.Event(), replay=True)
+        sinks.append([e for e in sink.events if e.kind is EventKind.LOITERING])
+    first, second = sinks
+    assert [e.state for e in first] == [EventState.START, EventState.UPDATE]
+    assert len(second) == 1
+    end = second[0]
+    assert end.state is EventState.END and end.event_id == first[-1].event_id
+    assert end.revision == first[-1].revision + 1
+    assert end.ended_at == first[-1].ts and end.payload == first[-1].payload
+    # Ended once: a third worker has nothing left to close.
+    assert json.loads(path.read_text())["open_events"] == {}
