@@ -447,10 +447,7 @@ class VehicleFlowPipeline:
         visible = np.zeros(self.ids.size, bool)
         visible[rows] = True
         self.last_seen[rows] = now
-        step = np.abs(
-            line.signed_distance(anchors)
-            - line.signed_distance(np.stack([self.ax[rows], self.ay[rows]], axis=1))
-        )
+        prev = np.stack([self.ax[rows], self.ay[rows]], axis=1)  # (a copy)
         self.ax[rows], self.ay[rows] = anchors[:, 0], anchors[:, 1]
         self.box[rows] = boxes
 
@@ -477,7 +474,7 @@ class VehicleFlowPipeline:
         c_in &= ~self.done_in[rows] & ~jitter
         c_out &= ~self.done_out[rows] & ~jitter
         c_in, c_out, released = self._hold_crossings(
-            rows, c_in, c_out, flip, jitter, dist, reach, step, anchors, now
+            rows, c_in, c_out, flip, jitter, dist, reach, prev, anchors, now
         )
 
         while self.recent and now - self.recent[0].mono > window:
@@ -577,7 +574,7 @@ class VehicleFlowPipeline:
         jitter: npt.NDArray[np.bool_],
         dist: npt.NDArray[np.float64],
         reach: npt.NDArray[np.float64],
-        step: npt.NDArray[np.float64],
+        prev: npt.NDArray[np.float64],
         anchors: npt.NDArray[np.float64],
         now: float,
     ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
@@ -603,8 +600,8 @@ class VehicleFlowPipeline:
             jitter: ``(N,)`` side changes that are jitter.
             dist: ``(N,)`` |distance| from the line, px.
             reach: ``(N,)`` jitter distance, px.
-            step: ``(N,)`` |change of the signed distance| since the previous
-                observation, px.
+            prev: ``(N, 2)`` anchors at the previous observation, px (the current
+                ones for tracks first seen now).
             anchors: ``(N, 2)`` anchors, px.
             now: Monotonic time of the frame.
 
@@ -615,11 +612,14 @@ class VehicleFlowPipeline:
         """
         window = self.rule.switch_window_s
         none = np.zeros(rows.size, bool)
-        if window <= 0 or rows.size == 0:
+        held = self.hold[rows]
+        crossed = c_in | c_out
+        if window <= 0 or not (crossed.any() or held.any()):
             return c_in, c_out, none
         assert self._line is not None
-        held = self.hold[rows]
-        side = np.sign(self._line.signed_distance(anchors)).astype(np.int8)
+        line = self._line
+        d = line.signed_distance(anchors)
+        side = np.sign(d).astype(np.int8)
         cancel = jitter & (held != 0) & (flip == -held)
         release = (held != 0) & ~cancel
         release &= ((side == held) & (dist >= reach)) | (now >= self.hold_t[rows])
@@ -636,8 +636,9 @@ class VehicleFlowPipeline:
             self.last_flip[cr] = -math.inf
             self.far[cr] = dist[cancel]
             self.hold[cr] = 0
-        ext = _extent(self.box[rows], self._line.normal)
-        new = (c_in | c_out) & (dist < reach) & (step >= HOLD_JUMP * ext)
+        step = np.abs(d - line.signed_distance(prev))
+        ext = _extent(self.box[rows], line.normal)
+        new = crossed & (dist < reach) & (step >= HOLD_JUMP * ext)
         self.hold[rows[new]] = np.where(c_in[new], 1, -1)
         self.hold_t[rows[new]] = now + window
         self.hold[rows[release]] = 0
@@ -660,6 +661,8 @@ class VehicleFlowPipeline:
         Returns:
             ``(crossing, class id)`` per crossing, at the track's last observation.
         """
+        if not self.hold.any():
+            return []
         due = np.flatnonzero(invisible & (self.hold != 0) & (now >= self.hold_t))
         out: list[tuple[Crossing, int]] = []
         for r in due:
