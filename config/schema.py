@@ -263,8 +263,17 @@ class GatingConfig(StrictModel):
         0.6,
         gt=0,
         le=1,
-        description="Crops covering more than this fraction of the "
-        "frame are replaced by one full-frame pass",
+        description="Several crops covering more than this fraction of the frame "
+        "are replaced by one full-frame pass (each crop costs one inference)",
+    )
+    min_region_zoom: float = Field(
+        1.1,
+        ge=1,
+        le=10,
+        description="A single crop (same cost as the full frame) is replaced by one "
+        "full-frame pass when the detector would see it less than this many times "
+        "larger than the letterboxed frame (long side of the frame / long side of "
+        "the crop)",
     )
     idle_fps: float | None = Field(
         None,

@@ -315,13 +315,34 @@ class DetectionGate:
             boxes, (w, h), self.side_min,
             margin=self.cfg.region_margin, max_regions=self.cfg.max_regions,
         )  # fmt: skip
-        area = float(
-            ((regions[:, 2] - regions[:, 0]) * (regions[:, 3] - regions[:, 1])).sum()
-        )
-        if area >= self.cfg.max_region_frac * w * h:
+        if self._full_pass_instead(regions, w, h):
             self._last_full = frame.mono
             return GateDecision(Plan.FULL, empty, m, "regions-too-large")
         return GateDecision(Plan.REGIONS, regions, m, "regions")
+
+    def _full_pass_instead(
+        self, regions: npt.NDArray[np.int32], w: int, h: int
+    ) -> bool:
+        """Whether one full-frame pass should replace these crops.
+
+        One crop costs one inference, as the full frame does, so it is kept whenever
+        the detector sees it at least ``min_region_zoom`` x larger than the
+        letterboxed frame (a counting line across a 1280x720 bridge: a 900x720 crop,
+        1.4x: YOLOX-Nano then finds cars it scores below the tracker's threshold in
+        the full frame). Several crops cost one inference each: they are kept while
+        they cover less than ``max_region_frac`` of the frame.
+
+        Args:
+            regions: ``(R, 4)`` int32 xyxy crops, R >= 1.
+            w: Frame width.
+            h: Frame height.
+        """
+        size = (regions[:, 2:] - regions[:, :2]).astype(np.float64)
+        if len(regions) == 1:
+            zoom = max(w, h) / max(float(size[0].max()), 1.0)
+            return zoom < self.cfg.min_region_zoom
+        covered = float(size.prod(axis=1).sum())
+        return covered >= self.cfg.max_region_frac * w * h
 
     def _rule_areas(
         self, frame: Frame, tracked: Detections | None, m: MotionResult, due: bool
@@ -364,8 +385,6 @@ class DetectionGate:
             margin=0.0,
             max_regions=self.cfg.max_regions,
         )
-        covered = float(((regions[:, 2:] - regions[:, :2]).prod(axis=1)).sum())
-        if covered >= self.cfg.max_region_frac * w * h:
-            # Crops this large cost as much as the frame and gain little resolution.
+        if self._full_pass_instead(regions, w, h):
             return GateDecision(Plan.FULL, np.zeros((0, 4), np.int32), m, reason)
         return GateDecision(Plan.REGIONS, regions, m, reason)

@@ -173,13 +173,46 @@ def test_gate_watches_the_whole_crop_of_an_area() -> None:
     assert d.plan is not Plan.SKIP and d.reason == "rule-areas"  # the detector runs
 
 
-def test_gate_rule_area_crop_as_large_as_the_frame_is_a_full_pass() -> None:
-    """A counting line across a 640x360 frame gives a 512x360 crop (80 % of the frame):
-    one full-frame pass instead (same cost; the crop's edges cut vehicles)."""
+@pytest.mark.parametrize(
+    ("wh", "line", "plan", "crop_w"),
+    [
+        # 640x360, line x 0.2-0.9: a 512x360 crop (80 % of the frame) is seen
+        # 1.25x larger than the letterboxed frame: kept (it used to become a full
+        # pass: road_traffic.mp4 then counted 33 of 36 at 5/s, 35 with the crop).
+        ((640, 360), (0.2, 0.55, 0.9, 0.55), Plan.REGIONS, 512),
+        # 1280x720 bridge, line x 0.2-0.8: 896x720, 1.43x (bridge_traffic.mp4: 2 of 6
+        # counted at full frame, 6 of 6 in the crop).
+        ((1280, 720), (0.2, 0.6, 0.8, 0.6), Plan.REGIONS, 896),
+        # A line across almost the whole width: 1.04x, not worth cutting objects.
+        ((640, 360), (0.02, 0.5, 0.98, 0.5), Plan.FULL, 0),
+    ],
+)
+def test_gate_single_rule_crop_kept_while_it_zooms_in(
+    wh: tuple[int, int], line: tuple[float, ...], plan: Plan, crop_w: int
+) -> None:
+    """Bug: one crop covering >= max_region_frac of the frame became a full-frame
+    pass. It costs the same one inference, and the crop shows vehicles larger:
+    now only a crop zooming in less than min_region_zoom (1.1x) becomes a full pass."""
     gate = DetectionGate(GatingConfig(rule_margin=0.05), MotionDetector(MotionConfig()), 416,
-                         np.array([[0.2, 0.55, 0.9, 0.55]], np.float32))  # fmt: skip
-    d = gate.update(frame(0.0, np.zeros((360, 640, 3), np.uint8)), None)
-    assert d.plan is Plan.FULL and d.reason == "refresh"
+                         np.array([line], np.float32))  # fmt: skip
+    d = gate.update(frame(0.0, np.zeros((wh[1], wh[0], 3), np.uint8)), None)
+    assert d.plan is plan and d.reason == "refresh"
+    if plan is Plan.REGIONS:
+        (x1, y1, x2, y2), = d.regions
+        assert x2 - x1 == pytest.approx(crop_w, abs=2) and (y1, y2) == (0, wh[1])
+
+
+@pytest.mark.parametrize(("frac", "plan"), [(0.4, Plan.REGIONS), (0.35, Plan.FULL)])
+def test_gate_several_crops_over_max_region_frac_are_a_full_pass(
+    frac: float, plan: Plan
+) -> None:
+    """Several crops cost one inference each: two 416x416 crops cover 37.6 % of a
+    1280x720 frame, a full pass once that is over max_region_frac."""
+    cfg = GatingConfig(rule_margin=0.05, max_regions=2, max_region_frac=frac)
+    areas = np.array([[0.05, 0.2, 0.2, 0.3], [0.8, 0.7, 0.95, 0.8]], np.float32)
+    gate = DetectionGate(cfg, MotionDetector(MotionConfig()), 416, areas)
+    d = gate.update(frame(0.0, np.zeros((720, 1280, 3), np.uint8)), None)
+    assert d.plan is plan and len(d.regions) == (2 if plan is Plan.REGIONS else 0)
 
 
 def _parked(tid: int = 7, dx: float = 0.0) -> Detections:
