@@ -198,7 +198,7 @@ def test_gate_single_rule_crop_kept_while_it_zooms_in(
     d = gate.update(frame(0.0, np.zeros((wh[1], wh[0], 3), np.uint8)), None)
     assert d.plan is plan and d.reason == "refresh"
     if plan is Plan.REGIONS:
-        (x1, y1, x2, y2), = d.regions
+        ((x1, y1, x2, y2),) = d.regions
         assert x2 - x1 == pytest.approx(crop_w, abs=2) and (y1, y2) == (0, wh[1])
 
 
