@@ -435,6 +435,28 @@ def test_removed_tracks_are_evicted(rt) -> None:
     assert counts(sim.log) == ({"car": 200}, {})
 
 
+def test_held_crossings_of_removed_tracks_count_and_are_evicted(rt) -> None:
+    """A crossing held after a jump (issue #5 follow-up) whose track the tracker then
+    removes is counted at the end of ``switch_window_s`` and its row goes: holds
+    cannot keep state alive or lose counts."""
+    pipe = VehicleFlowPipeline(RULE, LINE, COCO_CLASSES)
+    sim = rt.Sim([pipe])
+    t = 0.0
+    for tid in range(1, 101):
+        for y in (40, 44, 55):  # the last step jumps across, 5 px past the line
+            sim.step(t, [(tid, 50, y, CAR)])
+            t += DT
+        assert pipe.hold.any()  # held, not yet counted
+        sim.step(t, [], [tid])
+        t += 3.0  # past switch_window_s
+        sim.step(t, [])
+        assert not pipe.hold.any()
+    sim.step(t + 3.0, [])
+    assert len(pipe) == 0
+    assert len(pipe._line) == 0
+    assert counts(sim.log) == ({"car": 100}, {})
+
+
 def test_untracked_detections_are_skipped(rt, caplog) -> None:
     from monitor.types import Detections, Frame
 
