@@ -15,7 +15,8 @@ What counts as one crossing (see also :class:`monitor.zones.LineZone`):
   than the band), not a count;
 * a crossing made by a jump (the anchor moved :data:`HOLD_JUMP` × box size or more
   since the previous observation) that is not yet beyond the jitter distance is
-  held until the track is (or ``switch_window_s`` has passed); jitter straight back
+  held until the track is that far beyond the line (or ``switch_window_s`` has
+  passed, also for a track no longer seen); jitter straight back
   cancels it, so a false box pulling a track across the line and letting it go
   back counts nothing (:meth:`VehicleFlowPipeline._hold_crossings`);
 * only tracks the tracker reports (confirmed tracks) are seen at all;
