@@ -40,6 +40,7 @@ import multiprocessing as mp
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -211,7 +212,11 @@ def _live_worker(
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from monitor.worker import build_parts, run_camera
 
-    app = load_config(app_path)
+    # A fresh data dir per run: a simulated camera starts clean, like a first start
+    # (no rule state, e.g. open events of the previous run ended at start-up).
+    app = load_config(app_path).model_copy(
+        update={"data_dir": tempfile.mkdtemp(prefix="hm-bench-data-")}
+    )
     cam = CameraConfig.model_validate_json(cam_json)
     if detector is None:
         from monitor.detector import load_detector
@@ -220,8 +225,6 @@ def _live_worker(
         detector = load_detector(app.detector.model_copy(update={"threads": 1}))
     sink: Any = _ListSink()
     if redis_url:
-        import tempfile
-
         from monitor.publisher import EventPublisher
 
         # The real publisher (bounded queue, sender thread, spool): the parent reads
@@ -651,8 +654,6 @@ def _bench_redis() -> tuple[str, Any]:
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
         return url, None
     except redis.RedisError:
-        import tempfile
-
         from monitor.embedded_redis import EmbeddedRedis
 
         emb = EmbeddedRedis(
