@@ -332,11 +332,29 @@ def test_replay_samples_like_live_pacing(tmp_path: Path) -> None:
     assert moving.size >= 4 and np.allclose(moving, 0.2, atol=0.05)  # motion: 5/s
 
 
+def _lifetime(cam: CameraConfig, rows: list[Row], state_path: Path) -> list[Event]:
+    """One worker lifetime over ``rows`` with a rule-state file; its events."""
+    from monitor.state import RuleStateStore
+
+    src = ScriptedSource(rows)
+    det = ScriptedDetector(src)
+    sink = ListSink()
+    parts = WorkerParts(
+        source=src,
+        detector=det,
+        tracker=Tracker(TrackerConfig(lost_buffer_s=0.5)),
+        pipelines=build_pipelines(cam, det.class_names),
+        sink=sink,
+        state=RuleStateStore(state_path, cam.id),
+    )
+    parts.state.restore(parts.pipelines)
+    run_camera(cam, parts, threading.Event(), replay=True)
+    return sink.events
+
+
 def test_worker_saves_and_restores_occupancy(tmp_path: Path) -> None:
     """The loop writes rule state when a frame produced events, and a new worker
     built on the same state file carries the lot's occupancy on (restart)."""
-    from monitor.state import RuleStateStore
-
     cam = CameraConfig.model_validate(
         {
             "id": "cam",
@@ -358,26 +376,12 @@ def test_worker_saves_and_restores_occupancy(tmp_path: Path) -> None:
         ] + rows_between(t0 + 2.0, t0 + 5.0, [])
 
     path = tmp_path / "state" / "cam.json"
-    occupancy = []
-    for start in (0.0, 100.0):  # two worker lifetimes
-        src = ScriptedSource(walk_down(start))
-        det = ScriptedDetector(src)
-        sink = ListSink()
-        parts = WorkerParts(
-            source=src,
-            detector=det,
-            tracker=Tracker(TrackerConfig(lost_buffer_s=0.5)),
-            pipelines=build_pipelines(cam, det.class_names),
-            sink=sink,
-            state=RuleStateStore(path, "cam"),
-        )
-        parts.state.restore(parts.pipelines)
-        run_camera(cam, parts, threading.Event(), replay=True)
-        occupancy += [
-            (e.state.value, e.payload.occupancy)
-            for e in sink.events
-            if e.kind is EventKind.OCCUPANCY
-        ]
+    occupancy = [
+        (e.state.value, e.payload.occupancy)
+        for start in (0.0, 100.0)  # two worker lifetimes
+        for e in _lifetime(cam, walk_down(start), path)
+        if e.kind is EventKind.OCCUPANCY
+    ]
     assert occupancy == [("start", 1), ("update", 2)]
     assert json.loads(path.read_text())["rules"]["occupancy:lot"]["occupancy"] == 2
 
@@ -388,27 +392,12 @@ def test_events_left_open_by_a_stopped_worker_are_ended_by_the_next(
     """Bug: a loitering event open when the worker stopped (crash, upgrade) never got
     an end, so the review queue showed it as ongoing forever. The next worker ends it
     with its last known numbers, at the next revision, ended at its last message."""
-    from monitor.state import RuleStateStore
 
     path = tmp_path / "state" / "cam.json"
-    lifetimes = [rows_between(0, 3.4, PERSON), rows_between(50.0, 51.0, [])]
-    sinks = []
-    for rows in lifetimes:
-        src = ScriptedSource(rows)
-        det = ScriptedDetector(src)
-        sink = ListSink()
-        parts = WorkerParts(
-            source=src,
-            detector=det,
-            tracker=Tracker(TrackerConfig(lost_buffer_s=0.5)),
-            pipelines=build_pipelines(CAMERA, det.class_names),
-            sink=sink,
-            state=RuleStateStore(path, "cam"),
-        )
-        parts.state.restore(parts.pipelines)
-        run_camera(CAMERA, parts, threading.Event(), replay=True)
-        sinks.append([e for e in sink.events if e.kind is EventKind.LOITERING])
-    first, second = sinks
+    first, second = (
+        [e for e in _lifetime(CAMERA, rows, path) if e.kind is EventKind.LOITERING]
+        for rows in (rows_between(0, 3.4, PERSON), rows_between(50.0, 51.0, []))
+    )
     assert [e.state for e in first] == [EventState.START, EventState.UPDATE]
     assert len(second) == 1
     end = second[0]
