@@ -313,13 +313,20 @@ def run_flow(seq, frames_dets, removed, lines):
     events: dict[str, list[tuple[int, int, str, tuple[float, ...]]]] = {
         ln.id: [] for ln in lines
     }
-    for f, det in enumerate(frames_dets, start=1):
+    n = len(frames_dets)
+    none = np.zeros(0, np.int64)
+    # Trailing empty frames (as for loitering): a crossing the rule holds for a
+    # moment (switch window, jump hold) at the very end is still decided.
+    for f in range(1, n + 3 * int(info.fps)):
         fr = frame_at(seq, f, info.fps, image)
+        det = frames_dets[f - 1] if f <= n else Detections.empty(True)
         for p, ln in zip(pipes, lines, strict=True):
-            p.update(fr, det, removed[f - 1])
+            p.update(fr, det, removed[f - 1] if f <= n else none)
             for c in p.crossings:
                 totals[ln.id][0 if c.direction == "in" else 1] += 1
-                events[ln.id].append((f, c.tracker_id, c.direction, c.bbox))
+                # The frame the crossing happened on (a held one is counted later).
+                fc = min(max(int(round((c.mono - 1000.0) * info.fps)), 1), n)
+                events[ln.id].append((fc, c.tracker_id, c.direction, c.bbox))
     return totals, events
 
 
