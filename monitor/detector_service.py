@@ -9,6 +9,14 @@ Frames cross processes through shared memory, not pickled copies: each client ow
 crops) into the slot and sends a tiny request ``(client, request id, shapes)``; the
 service runs ``detect_batch`` on zero-copy views of the slots and answers with the
 detections (a few hundred bytes).
+
+Requests and answers travel over one ``AF_UNIX``/``SOCK_SEQPACKET`` socket pair per
+client, not ``multiprocessing`` queues: a queue's reader and writer locks are shared by
+every process that ever used it, so a camera worker killed while it waited for an
+answer (SIGKILL, OOM) left the lock held and its restarted successor never got another
+detection. A datagram socket has no lock to leave behind, a message is read whole or not
+at all, and request ids carry the client's pid, so answers meant for a dead
+predecessor are recognised and skipped.
 """
 
 from __future__ import annotations
@@ -16,7 +24,10 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-import queue
+import pickle
+import select
+import selectors
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -35,6 +46,20 @@ __all__ = ["DetectorService", "RemoteDetector", "ServiceInfo"]
 log = logging.getLogger(__name__)
 
 _SLOT_BYTES_DEFAULT = 1920 * 1088 * 3 * 2  # one 1080p frame, or a few crops, x2 slack
+_MAX_MSG = 1 << 20  # bytes read per datagram (answers are a few KB)
+_SOCK_BUF = 1 << 20  # requested socket buffers (the kernel may cap them lower)
+
+
+def _socket_pair() -> tuple[socket.socket, socket.socket]:
+    """``(service end, client end)`` of one client's message channel."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    for sock in (a, b):
+        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF)
+            except OSError:  # capped by the kernel: the default still fits answers
+                pass
+    return a, b
 
 
 @dataclass(frozen=True)
@@ -50,14 +75,61 @@ class ServiceInfo:
 @dataclass(frozen=True)
 class _Request:
     client: int
-    req_id: int
+    req_id: tuple[int, int]  # (client pid, sequence): unique across restarts
     shapes: tuple[tuple[int, int, int], ...]
+
+
+def _read_requests(
+    sel: selectors.BaseSelector, events: list[Any], out: list[_Request]
+) -> int:
+    """Append every request waiting on the ready sockets; returns the images added."""
+    n = 0
+    for key, _ in events:
+        sock, cid = key.fileobj, key.data
+        while True:
+            try:
+                data = sock.recv(_MAX_MSG, socket.MSG_DONTWAIT)  # type: ignore[union-attr]
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                log.warning("detector service: client %d: %s; dropping it", cid, exc)
+                sel.unregister(sock)
+                break
+            if not data:  # every copy of the client end is closed: shutting down
+                sel.unregister(sock)
+                break
+            try:
+                req = pickle.loads(data)
+                if not isinstance(req, _Request) or req.client != cid:
+                    raise ValueError(f"not a request of client {cid}")
+            except Exception as exc:  # noqa: BLE001 - a bad message must not stop the service
+                log.warning("detector service: client %d: bad request: %s", cid, exc)
+                continue
+            out.append(req)
+            n += len(req.shapes)
+    return n
+
+
+def _answer(sock: socket.socket, req: _Request, part: Any, err: str | None) -> None:
+    """Send one answer; never blocks (an answer nobody reads is dropped)."""
+    data = pickle.dumps((req.req_id, part, err), protocol=pickle.HIGHEST_PROTOCOL)
+    if len(data) > _MAX_MSG:
+        data = pickle.dumps(
+            (req.req_id, None, f"answer of {len(data)} bytes too large")
+        )
+    try:
+        sock.send(data, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        log.debug(
+            "detector service: client %d is not reading; answer dropped", req.client
+        )
+    except OSError as exc:
+        log.warning("detector service: client %d: cannot answer: %s", req.client, exc)
 
 
 def _serve(
     cfg: DetectorConfig,
-    requests: Any,
-    responses: dict[int, Any],
+    socks: dict[int, socket.socket],
     shm_names: dict[int, str],
     info_q: Any,
     stop: Any,
@@ -84,28 +156,30 @@ def _serve(
         )
     )
     shms = {cid: SharedMemory(name=n) for cid, n in shm_names.items()}
+    sel = selectors.DefaultSelector()
+    for cid, sock in socks.items():
+        sel.register(sock, selectors.EVENT_READ, cid)
     calls = 0
     parent = os.getppid()
     try:
         # Also stop when orphaned (the owner was killed without stop()).
         while not stop.is_set() and os.getppid() == parent:
-            try:
-                first = requests.get(timeout=0.2)
-            except queue.Empty:
+            if not sel.get_map():
+                time.sleep(0.2)
                 continue
-            batch: list[_Request] = [first]
-            n_images = len(first.shapes)
+            batch: list[_Request] = []
+            n_images = _read_requests(sel, sel.select(timeout=0.2), batch)
+            if not batch:
+                continue
             deadline = time.monotonic() + batch_wait_s
             while n_images < max_batch:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                try:
-                    r = requests.get(timeout=left)
-                except queue.Empty:
+                ready = sel.select(timeout=left)
+                if not ready:
                     break
-                batch.append(r)
-                n_images += len(r.shapes)
+                n_images += _read_requests(sel, ready, batch)
             images: list[npt.NDArray[np.uint8]] = []
             for r in batch:
                 buf = shms[r.client].buf
@@ -126,15 +200,15 @@ def _serve(
             i = 0
             for r in batch:
                 k = len(r.shapes)
+                part = None
                 if err is None:
                     part = [
                         (d.xyxy, d.confidence, d.class_id) for d in results[i : i + k]
                     ]
-                    responses[r.client].put((r.req_id, part, None))
-                else:
-                    responses[r.client].put((r.req_id, None, err))
+                _answer(socks[r.client], r, part, err)
                 i += k
     finally:
+        sel.close()
         for s in shms.values():
             s.close()
 
@@ -165,8 +239,9 @@ class DetectorService:
         self._shms = [
             SharedMemory(create=True, size=slot_bytes) for _ in range(n_clients)
         ]
-        self._requests = self._ctx.Queue()
-        self._responses = {i: self._ctx.Queue() for i in range(n_clients)}
+        # (service end, client end) per client. The client ends stay open here for
+        # the life of the service: every worker a camera ever gets uses the same one.
+        self._pairs = [_socket_pair() for _ in range(n_clients)]
         self._stop = self._ctx.Event()
         self._info_q = self._ctx.Queue()
         self.slot_bytes = slot_bytes
@@ -174,8 +249,7 @@ class DetectorService:
             target=_serve,
             args=(
                 cfg,
-                self._requests,
-                self._responses,
+                {i: pair[0] for i, pair in enumerate(self._pairs)},
                 {i: s.name for i, s in enumerate(self._shms)},
                 self._info_q,
                 self._stop,
@@ -190,6 +264,10 @@ class DetectorService:
     def start(self, timeout_s: float = 60.0) -> ServiceInfo:
         """Start the process and wait for the model to load."""
         self._proc.start()
+        for svc_end, _ in self._pairs:
+            # The service process has its own copy; without this one, clients see
+            # the service's death as a closed socket instead of waiting it out.
+            svc_end.close()
         status, payload = self._info_q.get(timeout=timeout_s)
         if status != "ok":
             self.stop()
@@ -205,8 +283,7 @@ class DetectorService:
             index,
             self._shms[index].name,
             self.slot_bytes,
-            self._requests,
-            self._responses[index],
+            self._pairs[index][1],
             self.info,
         )
 
@@ -223,6 +300,9 @@ class DetectorService:
                 s.unlink()
             except FileNotFoundError:
                 pass
+        for svc_end, cli_end in self._pairs:
+            svc_end.close()
+            cli_end.close()
 
     def __enter__(self) -> DetectorService:
         self.start()
@@ -240,17 +320,16 @@ class RemoteDetector:
         client: int,
         shm_name: str,
         slot_bytes: int,
-        requests: Any,
-        responses: Any,
+        sock: socket.socket,
         info: ServiceInfo,
         timeout_s: float = 10.0,
     ) -> None:
         self._client = client
         self._shm_name = shm_name
         self._slot_bytes = slot_bytes
-        self._requests = requests
-        self._responses = responses
+        self._sock = sock
         self._shm: SharedMemory | None = None
+        self._pid = -1  # process that last drained the socket
         self._req = 0
         self._lock = threading.Lock()
         self.timeout_s = timeout_s
@@ -268,6 +347,24 @@ class RemoteDetector:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+    def _adopt(self) -> None:
+        """First use in this process: forget answers meant for a predecessor."""
+        if self._pid == os.getpid():
+            return
+        self._pid, self._req = os.getpid(), 0
+        stale = 0
+        while True:
+            try:
+                if not self._sock.recv(_MAX_MSG, socket.MSG_DONTWAIT):
+                    break
+            except BlockingIOError:
+                break
+            stale += 1
+        if stale:
+            log.info(
+                "detector client %d: skipped %d stale answer(s)", self._client, stale
+            )
 
     def _buf(self) -> memoryview:  # type: ignore[type-arg]
         if self._shm is None:
@@ -294,16 +391,20 @@ class RemoteDetector:
                 f"images need {need} bytes; the slot holds {self._slot_bytes}"
             )
         with self._lock:
+            self._adopt()
             buf = self._buf()
             off = 0
             for a in arrs:
                 buf[off : off + a.nbytes] = a.reshape(-1).data
                 off += a.nbytes
             self._req += 1
-            req_id = self._req
-            self._requests.put(
-                _Request(self._client, req_id, tuple(tuple(a.shape) for a in arrs))  # type: ignore[misc]
-            )
+            req_id = (self._pid, self._req)
+            shapes = tuple(tuple(a.shape) for a in arrs)
+            req = _Request(self._client, req_id, shapes)  # type: ignore[arg-type]
+            try:
+                self._sock.send(pickle.dumps(req, protocol=pickle.HIGHEST_PROTOCOL))
+            except OSError as exc:
+                raise RuntimeError(f"detector service is gone: {exc}") from exc
             deadline = time.monotonic() + self.timeout_s
             while True:
                 left = deadline - time.monotonic()
@@ -311,9 +412,15 @@ class RemoteDetector:
                     raise TimeoutError(
                         f"detector service did not answer in {self.timeout_s} s"
                     )
-                rid, part, err = self._responses.get(timeout=left)
+                ready, _, _ = select.select([self._sock], [], [], left)
+                if not ready:
+                    continue
+                data = self._sock.recv(_MAX_MSG)
+                if not data:
+                    raise RuntimeError("detector service is gone (socket closed)")
+                rid, part, err = pickle.loads(data)
                 if rid == req_id:
-                    break  # stale answers of timed-out requests are skipped
+                    break  # answers of timed-out requests or of a predecessor
         if err is not None:
             raise RuntimeError(f"detector service: {err}")
         return [Detections(xyxy=x, confidence=c, class_id=k) for x, c, k in part]

@@ -69,3 +69,50 @@ def test_missing_model_fails_to_start(tmp_path) -> None:
     svc = DetectorService(bad, n_clients=1)
     with pytest.raises(RuntimeError, match="failed to start"):
         svc.start()
+
+
+def _detect_forever(client, path: str) -> None:  # a camera worker's detector use
+    img = cv2.imread(path)
+    while True:
+        client.detect(img)
+
+
+def _detect_once(client, path: str, out) -> None:
+    out.put(len(client.detect(cv2.imread(path))))
+
+
+def test_worker_killed_while_waiting_does_not_break_its_successor(
+    cfg: DetectorConfig,
+) -> None:
+    """Bug: workers waited for answers on a multiprocessing queue whose reader lock
+    is shared by every process that uses it. A worker SIGKILLed while waiting (most
+    of its time) kept the lock, and the supervisor's restarted worker for the same
+    camera timed out on every frame. Now each client has a datagram socket, and the
+    successor skips answers meant for the dead worker."""
+    import multiprocessing as mp
+    import os
+    import signal
+    import time
+
+    from monitor.detector import load_detector
+
+    ctx = mp.get_context("spawn")
+    busy = str(require_shared("data/images/zidane.jpg"))
+    bus = str(require_shared("data/images/bus.jpg"))
+    expected = len(load_detector(cfg).detect(cv2.imread(bus)))
+    with DetectorService(cfg, n_clients=2) as svc:
+        for _ in range(3):  # three crashes of the camera on slot 0
+            p = ctx.Process(target=_detect_forever, args=(svc.client(0), busy))
+            p.start()
+            time.sleep(1.5)  # model answers ~20/s: it is mid-request now
+            os.kill(p.pid, signal.SIGKILL)
+            p.join(10)
+            # The restarted worker (a new process on the same slot) is answered,
+            # with its own image's detections, not a stale answer for the old one.
+            out = ctx.Queue()
+            q = ctx.Process(target=_detect_once, args=(svc.client(0), bus, out))
+            q.start()
+            assert out.get(timeout=20) == expected
+            q.join(10)
+        # The other camera never noticed.
+        assert len(svc.client(1).detect(cv2.imread(bus))) == expected
