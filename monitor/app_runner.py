@@ -103,12 +103,25 @@ def run_all(
     stop_event = ctx.Event()
     cameras = [c.id for c in app.cameras if c.enabled]
     service: Any = None
+    svc_stop = threading.Event()
     if app.supervisor.shared_detector and cameras:
         from monitor.detector_service import DetectorService
 
         service = DetectorService(app.detector, len(cameras))
         info = service.start()
         log.info("shared detector: %s (%s)", info.model_name, info.model_sha256[:12])
+        # Restarted when it dies (same budget as camera workers); the workers keep
+        # their handles and carry on.
+        threading.Thread(
+            target=service.watch,
+            args=(svc_stop,),
+            kwargs={
+                "max_restarts": app.supervisor.max_restarts,
+                "window_s": app.supervisor.restart_window_s,
+            },
+            name="detector-watchdog",
+            daemon=True,
+        ).start()
     slots = {cid: i for i, cid in enumerate(cameras)}
 
     def factory(camera_id: str) -> Any:
@@ -208,6 +221,7 @@ def run_all(
         sup_stop.set()
         sup.stop(app.supervisor.shutdown_timeout_s)
         sup_thread.join(timeout=2)
+        svc_stop.set()
         if service is not None:
             service.stop()
         if embedded is not None:

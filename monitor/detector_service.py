@@ -239,41 +239,97 @@ class DetectorService:
         self._shms = [
             SharedMemory(create=True, size=slot_bytes) for _ in range(n_clients)
         ]
-        # (service end, client end) per client. The client ends stay open here for
-        # the life of the service: every worker a camera ever gets uses the same one.
+        # (service end, client end) per client. Both stay open here for the life of
+        # the service: every worker a camera ever gets uses the same client end, and
+        # a restarted service process takes over the same service ends, so workers
+        # carry on after a service crash without being restarted themselves.
         self._pairs = [_socket_pair() for _ in range(n_clients)]
         self._stop = self._ctx.Event()
         self._info_q = self._ctx.Queue()
         self.slot_bytes = slot_bytes
-        self._proc = self._ctx.Process(
+        self._max_batch, self._batch_wait_s = max_batch, batch_wait_s
+        self._proc = self._new_process()
+        self._restarts: list[float] = []
+        self.restarts = 0
+        self.info: ServiceInfo | None = None
+
+    def _new_process(self) -> Any:
+        return self._ctx.Process(
             target=_serve,
             args=(
-                cfg,
+                self.cfg,
                 {i: pair[0] for i, pair in enumerate(self._pairs)},
                 {i: s.name for i, s in enumerate(self._shms)},
                 self._info_q,
                 self._stop,
-                max_batch,
-                batch_wait_s,
+                self._max_batch,
+                self._batch_wait_s,
             ),
             name="detector-service",
             daemon=True,
         )
-        self.info: ServiceInfo | None = None
 
     def start(self, timeout_s: float = 60.0) -> ServiceInfo:
         """Start the process and wait for the model to load."""
         self._proc.start()
-        for svc_end, _ in self._pairs:
-            # The service process has its own copy; without this one, clients see
-            # the service's death as a closed socket instead of waiting it out.
-            svc_end.close()
         status, payload = self._info_q.get(timeout=timeout_s)
         if status != "ok":
             self.stop()
             raise RuntimeError(f"detector service failed to start: {payload}")
         self.info = payload
         return payload
+
+    @property
+    def alive(self) -> bool:
+        """Whether the service process is running."""
+        return bool(self._proc.is_alive())
+
+    def ensure_running(
+        self, max_restarts: int = 5, window_s: float = 300.0, timeout_s: float = 60.0
+    ) -> bool:
+        """Restart the service process if it died; returns whether it is running.
+
+        Workers keep their client handles: the new process serves the same sockets
+        and shared-memory slots (frames that were waiting time out, a few at most).
+        At most ``max_restarts`` restarts within ``window_s`` seconds; past that the
+        service stays down and this logs an error on each call.
+        """
+        if self._stop.is_set() or self._proc.is_alive():
+            return not self._stop.is_set()
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < window_s]
+        code = self._proc.exitcode
+        if len(self._restarts) >= max_restarts:
+            log.error(
+                "detector service is down (exit code %s) and was restarted %d times "
+                "within %.0f s; not restarting: no camera gets detections",
+                code,
+                len(self._restarts),
+                window_s,
+            )
+            return False
+        log.warning("detector service died (exit code %s); restarting it", code)
+        self._restarts.append(now)
+        self.restarts += 1
+        self._proc = self._new_process()
+        self._proc.start()
+        try:
+            status, payload = self._info_q.get(timeout=timeout_s)
+        except Exception as exc:  # noqa: BLE001 - queue.Empty or a broken queue
+            status, payload = "error", f"no answer in {timeout_s} s ({exc!r})"
+        if status != "ok":
+            log.error("detector service failed to restart: %s", payload)
+            if self._proc.is_alive():
+                self._proc.kill()
+            return False
+        log.info("detector service restarted (%s)", payload.model_name)
+        return True
+
+    def watch(self, stop: Any, every_s: float = 1.0, **budget: float) -> None:
+        """Call :meth:`ensure_running` every ``every_s`` until ``stop`` is set
+        (the body of a watchdog thread)."""
+        while not stop.wait(every_s):
+            self.ensure_running(**budget)  # type: ignore[arg-type]
 
     def client(self, index: int) -> RemoteDetector:
         """A picklable client handle for slot ``index`` (pass it to a worker)."""

@@ -116,3 +116,31 @@ def test_worker_killed_while_waiting_does_not_break_its_successor(
             q.join(10)
         # The other camera never noticed.
         assert len(svc.client(1).detect(cv2.imread(bus))) == expected
+
+
+def test_service_killed_is_restarted_and_clients_carry_on(cfg: DetectorConfig) -> None:
+    """Bug: the shared detector process was never restarted; once it died (OOM,
+    SIGKILL), every camera logged a failed detection per frame until the whole
+    service was restarted. The watchdog restarts it on the same sockets and slots,
+    and the workers' existing handles get answers again."""
+    import os
+    import signal
+
+    img = cv2.imread(str(require_shared("data/images/bus.jpg")))
+    with DetectorService(cfg, n_clients=2) as svc:
+        client = svc.client(0)
+        client.timeout_s = 2.0
+        expected = len(client.detect(img))
+        os.kill(svc._proc.pid, signal.SIGKILL)  # noqa: SLF001
+        svc._proc.join(5)  # noqa: SLF001
+        assert not svc.alive
+        with pytest.raises(TimeoutError):
+            client.detect(img)  # down: a bounded wait, not a hang
+        assert svc.ensure_running(max_restarts=1)
+        assert svc.alive and svc.restarts == 1
+        assert len(client.detect(img)) == expected  # the same handle works again
+        assert len(svc.client(1).detect(img)) == expected
+        # The budget: one restart per window here, so a second death stays down.
+        os.kill(svc._proc.pid, signal.SIGKILL)  # noqa: SLF001
+        svc._proc.join(5)  # noqa: SLF001
+        assert not svc.ensure_running(max_restarts=1)
