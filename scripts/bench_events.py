@@ -538,6 +538,8 @@ def product_part(vehicles: tuple[str, ...]) -> None:
     """
     import threading
 
+    from bench_capacity import _ListSink
+
     from config.loader import load_config
     from monitor.worker import build_parts, run_camera
 
@@ -552,16 +554,6 @@ def product_part(vehicles: tuple[str, ...]) -> None:
         "| out | abs err | rel err | s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-
-    class _Sink:
-        def __init__(self) -> None:
-            self.events: list[Any] = []
-
-        def publish(self, event: Any) -> None:
-            self.events.append(event)
-
-        def publish_heartbeat(self, hb: Any) -> None:
-            pass
 
     runs = [
         (model, name, line, rate)
@@ -591,7 +583,7 @@ def product_part(vehicles: tuple[str, ...]) -> None:
                 ),
             }
         )
-        sink = _Sink()
+        sink = _ListSink()
         parts = build_parts(app, cam, sink, replay=True, evidence=False, detector=det)
         det = parts.detector
         t0 = time.perf_counter()
