@@ -110,18 +110,6 @@ def run_all(
         service = DetectorService(app.detector, len(cameras))
         info = service.start()
         log.info("shared detector: %s (%s)", info.model_name, info.model_sha256[:12])
-        # Restarted when it dies (same budget as camera workers); the workers keep
-        # their handles and carry on.
-        threading.Thread(
-            target=service.watch,
-            args=(svc_stop,),
-            kwargs={
-                "max_restarts": app.supervisor.max_restarts,
-                "window_s": app.supervisor.restart_window_s,
-            },
-            name="detector-watchdog",
-            daemon=True,
-        ).start()
     slots = {cid: i for i, cid in enumerate(cameras)}
 
     def factory(camera_id: str) -> Any:
@@ -167,6 +155,24 @@ def run_all(
                 "could not publish the failure alert for camera %s", camera_id
             )
 
+    def detector_down(message: str) -> None:
+        for cid in cameras:
+            on_alert(cid, message)
+
+    if service is not None:
+        # Restarted when it dies (same budget as camera workers); the workers keep
+        # their handles and carry on.
+        threading.Thread(
+            target=service.watch,
+            args=(svc_stop,),
+            kwargs={
+                "on_down": detector_down,
+                "max_restarts": app.supervisor.max_restarts,
+                "window_s": app.supervisor.restart_window_s,
+            },
+            name="detector-watchdog",
+            daemon=True,
+        ).start()
     sup = Supervisor(factory, cameras, app.supervisor, on_alert=on_alert)
     sup_stop = threading.Event()
     sup.start()

@@ -30,7 +30,7 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
@@ -325,11 +325,37 @@ class DetectorService:
         log.info("detector service restarted (%s)", payload.model_name)
         return True
 
-    def watch(self, stop: Any, every_s: float = 1.0, **budget: float) -> None:
+    def watch(
+        self,
+        stop: Any,
+        every_s: float = 1.0,
+        on_down: Callable[[str], None] | None = None,
+        **budget: float,
+    ) -> None:
         """Call :meth:`ensure_running` every ``every_s`` until ``stop`` is set
-        (the body of a watchdog thread)."""
+        (the body of a watchdog thread).
+
+        Args:
+            stop: Anything with ``wait(timeout)`` (a threading/multiprocessing Event).
+            every_s: Seconds between checks.
+            on_down: Called once with a message when the service is down for good
+                (restart budget spent, or it failed to start again).
+            **budget: ``max_restarts``, ``window_s``, ``timeout_s`` of
+                :meth:`ensure_running`.
+        """
+        reported = False
         while not stop.wait(every_s):
-            self.ensure_running(**budget)  # type: ignore[arg-type]
+            up = self.ensure_running(**budget)  # type: ignore[arg-type]
+            if up:
+                reported = False
+            elif not reported and not self._stop.is_set():
+                reported = True
+                if on_down is not None:
+                    on_down(
+                        "shared detector process is down and is not being restarted "
+                        f"(exit code {self._proc.exitcode}, {self.restarts} restarts): "
+                        "no detections until hallmonitor is restarted"
+                    )
 
     def client(self, index: int) -> RemoteDetector:
         """A picklable client handle for slot ``index`` (pass it to a worker)."""

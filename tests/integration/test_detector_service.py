@@ -125,6 +125,7 @@ def test_service_killed_is_restarted_and_clients_carry_on(cfg: DetectorConfig) -
     and the workers' existing handles get answers again."""
     import os
     import signal
+    import time
 
     img = cv2.imread(str(require_shared("data/images/bus.jpg")))
     with DetectorService(cfg, n_clients=2) as svc:
@@ -144,3 +145,17 @@ def test_service_killed_is_restarted_and_clients_carry_on(cfg: DetectorConfig) -
         os.kill(svc._proc.pid, signal.SIGKILL)  # noqa: SLF001
         svc._proc.join(5)  # noqa: SLF001
         assert not svc.ensure_running(max_restarts=1)
+        # The watchdog reports it once (hallmonitor run: a camera-health alert per
+        # camera), not on every check.
+        said: list[str] = []
+        stop = threading.Event()
+        dog = threading.Thread(
+            target=svc.watch,
+            args=(stop,),
+            kwargs={"every_s": 0.05, "on_down": said.append, "max_restarts": 1},
+        )
+        dog.start()
+        time.sleep(0.5)
+        stop.set()
+        dog.join(5)
+        assert len(said) == 1 and "not being restarted" in said[0]
