@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from config.rules import OccupancyRuleConfig
 from monitor.events import Event, EventKind, EventState, OccupancyPayload, Severity
 from monitor.types import Detections, Frame
-from pipelines.schedule import local_day_start, utc_datetime
+from pipelines.schedule import local_day_start, next_day_start, utc_datetime
 from pipelines.vehicle_flow import VehicleFlowPipeline
 
 __all__ = ["OccupancyPipeline", "OccupancyState"]
@@ -190,10 +190,7 @@ class OccupancyPipeline:
             if self.event_id is not None:
                 # The day ended at its next reset: ``day`` on consecutive frames,
                 # earlier when a restart (restore) spanned more than one reset.
-                local = self.day_start.astimezone(self.tz)
-                nxt = dt.datetime.combine(
-                    local.date() + dt.timedelta(days=1), self.rule.reset_time, self.tz
-                ).astimezone(dt.UTC)
+                nxt = next_day_start(self.day_start, self.rule.reset_time, self.tz)
                 events.append(self._message(ts, EventState.END, ended_at=min(day, nxt)))
             self.occupancy = self.entered = self.exited = 0
             self.event_id = None

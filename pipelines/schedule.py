@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from config.rules import ScheduleConfig, Weekday
 from monitor.events import Severity
 
-__all__ = ["ActiveRule", "Scheduler", "local_day_start", "utc_datetime"]
+__all__ = [
+    "ActiveRule",
+    "Scheduler",
+    "local_day_start",
+    "next_day_start",
+    "utc_datetime",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,21 @@ def local_day_start(ts: float, reset: dt.time, tz: dt.tzinfo) -> dt.datetime:
             local.date() - dt.timedelta(days=1), reset, tzinfo=tz
         )
     return candidate.astimezone(dt.UTC)
+
+
+def next_day_start(
+    day_start: dt.datetime, reset: dt.time, tz: dt.tzinfo
+) -> dt.datetime:
+    """The local ``reset`` time on the day after ``day_start``, as a UTC datetime.
+
+    Args:
+        day_start: A day's start as :func:`local_day_start` gives it.
+        reset: Local wall-clock reset time.
+        tz: The camera's time zone.
+    """
+    local = day_start.astimezone(tz)
+    nxt = dt.datetime.combine(local.date() + dt.timedelta(days=1), reset, tzinfo=tz)
+    return nxt.astimezone(dt.UTC)
 
 
 def window_contains(sched: ScheduleConfig, local: dt.datetime) -> bool:
