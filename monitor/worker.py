@@ -194,6 +194,12 @@ def run_camera(
     source = parts.source
 
     open_events: dict[str, Event] = {}
+    # Offline replay samples by video time what live pacing would sample.
+    set_period = (
+        getattr(source, "set_period", None)
+        if replay and getattr(source, "sample_fps", None)
+        else None
+    )
 
     def emit(event: Event) -> None:
         if model_sha256 and not event.model_sha256:
@@ -295,9 +301,7 @@ def run_camera(
             log.exception("camera %s: error processing frame %d", camera.id, frame.seq)
             continue
         last_plan = stats.last_plan
-        set_period = getattr(source, "set_period", None) if replay else None
-        if set_period is not None and getattr(source, "sample_fps", None):
-            # Offline replay samples by video time what live pacing would sample.
+        if set_period is not None:
             set_period(next_period(camera, *last_plan))
         for ev in events:
             emit(ev)
