@@ -137,9 +137,10 @@ CAMERA = CameraConfig.model_validate(
 PERSON = [[140.0, 80.0, 180.0, 200.0]]  # bottom centre (160, 200): inside the zone
 
 
-def run(
-    rows: list[Row], tmp_path: Path, evidence: bool = True
-) -> tuple[ListSink, object]:
+def make_parts(
+    cam: CameraConfig, rows: list[Row], **extra: object
+) -> tuple[WorkerParts, ListSink]:
+    """Scripted source and detector, real tracker and pipelines for ``cam``."""
     src = ScriptedSource(rows)
     det = ScriptedDetector(src)
     sink = ListSink()
@@ -147,13 +148,25 @@ def run(
         source=src,
         detector=det,
         tracker=Tracker(TrackerConfig(lost_buffer_s=0.5)),
-        pipelines=build_pipelines(CAMERA, det.class_names),
+        pipelines=build_pipelines(cam, det.class_names),
         sink=sink,
+        **extra,  # type: ignore[arg-type]
     )
+    return parts, sink
+
+
+def run(
+    rows: list[Row], tmp_path: Path, evidence: bool = True
+) -> tuple[ListSink, object]:
+    parts, sink = make_parts(CAMERA, rows)
     if evidence:
         parts.evidence = EvidenceRecorder("cam", CAMERA.evidence, tmp_path)
     stats = run_camera(
-        CAMERA, parts, threading.Event(), replay=True, model_sha256=det.model_sha256
+        CAMERA,
+        parts,
+        threading.Event(),
+        replay=True,
+        model_sha256=ScriptedDetector.model_sha256,
     )
     if parts.evidence is not None:
         parts.evidence.close()
@@ -336,17 +349,7 @@ def _lifetime(cam: CameraConfig, rows: list[Row], state_path: Path) -> list[Even
     """One worker lifetime over ``rows`` with a rule-state file; its events."""
     from monitor.state import RuleStateStore
 
-    src = ScriptedSource(rows)
-    det = ScriptedDetector(src)
-    sink = ListSink()
-    parts = WorkerParts(
-        source=src,
-        detector=det,
-        tracker=Tracker(TrackerConfig(lost_buffer_s=0.5)),
-        pipelines=build_pipelines(cam, det.class_names),
-        sink=sink,
-        state=RuleStateStore(state_path, cam.id),
-    )
+    parts, sink = make_parts(cam, rows, state=RuleStateStore(state_path, cam.id))
     parts.state.restore(parts.pipelines)
     run_camera(cam, parts, threading.Event(), replay=True)
     return sink.events
