@@ -36,7 +36,9 @@ class KalmanParams:
         std_pos: Process noise of the position per second of elapsed time, as a
             fraction of box width (x, w) or height (y, h).
         std_vel: Process noise of the velocity per second, same scaling.
-        std_meas: Measurement noise of a detector box, same scaling.
+        std_meas: Measurement noise of a detector box, same scaling: a float, or a
+            ``(4,)`` array per coordinate ``[cx, cy, w, h]`` (the tracker learns
+            one from its detector's boxes).
         init_vel_std: Initial velocity uncertainty (per second, same scaling).
     """
 
@@ -46,7 +48,7 @@ class KalmanParams:
         self,
         std_pos: float = 0.05 * 5.0,
         std_vel: float = 0.00625 * 25.0,
-        std_meas: float = 0.05,
+        std_meas: float | F64 = 0.05,
         init_vel_std: float = 2.0,
     ) -> None:
         # Defaults are ByteTrack's per-frame values (1/20, 1/160) converted to a
