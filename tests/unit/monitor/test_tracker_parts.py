@@ -196,6 +196,35 @@ def test_noise_levels_have_documented_miss_rates() -> None:
         assert abs(np.mean(rates) - lv.miss_rate) < 0.06, (name, rates)
 
 
+def test_bench_reference_tracks_carry_ground_truth_ids() -> None:
+    """bench_events' perfect-identity reference: every true detection keeps its
+    ground-truth id, false positives are dropped, and an id is removed once, 1.5 s
+    after its last detection (the tracker's lost buffer)."""
+    pytest.importorskip("motmetrics")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_events
+    import motdata
+
+    gt = motdata.load_gt("TUD-Campus")
+    raw = motdata.noisy_detections(gt, "hard", seed=0)
+    n = max(gt)
+    tracked, removed = bench_events.track_noisy(raw, n, 25.0, oracle=True)
+    assert len(tracked) == len(removed) == n
+    last: dict[int, int] = {}
+    for f, det in enumerate(tracked, start=1):
+        true_ids = raw[f][raw[f][:, 5] >= 0, 5].astype(int)
+        assert det.tracker_id is not None
+        assert sorted(det.tracker_id.tolist()) == sorted(true_ids.tolist())
+        assert len(det) < len(raw[f]) or (raw[f][:, 5] >= 0).all()
+        for i in removed[f - 1].tolist():
+            assert (f - last.pop(i)) / 25.0 > 1.5
+        last.update(dict.fromkeys(true_ids.tolist(), f))
+    # Ids still present at the end were never removed; every other one was, once.
+    gone = np.concatenate(removed).tolist()
+    assert len(gone) == len(set(gone))
+    assert set(gone).isdisjoint(last)
+
+
 def test_thirty_objects_update_is_fast_enough() -> None:
     """Loose guard (10x the 0.2 ms target) so CI noise does not flake; the real
     number is measured by scripts/bench_tracking.py."""
