@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Anchor", "Detections", "Frame"]
+__all__ = ["Anchor", "Detections", "Frame", "anchor_points"]
 
 
 class Anchor(enum.StrEnum):
@@ -64,6 +64,27 @@ class Frame:
     def resolution_wh(self) -> tuple[int, int]:
         """``(width, height)`` in pixels."""
         return int(self.image.shape[1]), int(self.image.shape[0])
+
+
+def anchor_points(
+    xyxy: npt.NDArray[np.floating], anchor: Anchor | str = Anchor.BOTTOM_CENTER
+) -> npt.NDArray[np.floating]:
+    """``(N, 2)`` anchor points ``(x, y)`` of ``(N, 4)`` boxes, in their dtype."""
+    a = Anchor(anchor)
+    x1, y1, x2, y2 = (xyxy[:, i] for i in range(4))
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    pts: tuple[npt.NDArray[Any], npt.NDArray[Any]]
+    if a is Anchor.CENTER:
+        pts = (cx, cy)
+    elif a is Anchor.BOTTOM_CENTER:
+        pts = (cx, y2)
+    elif a is Anchor.TOP_CENTER:
+        pts = (cx, y1)
+    elif a is Anchor.CENTER_LEFT:
+        pts = (x1, cy)
+    else:
+        pts = (x2, cy)
+    return np.stack(pts, axis=1)
 
 
 def _as_array(
@@ -210,21 +231,7 @@ class Detections:
         self, anchor: Anchor | str = Anchor.BOTTOM_CENTER
     ) -> npt.NDArray[np.float32]:
         """``(N, 2)`` anchor points ``(x, y)`` in pixels."""
-        a = Anchor(anchor)
-        x1, y1, x2, y2 = (self.xyxy[:, i] for i in range(4))
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        pts: tuple[npt.NDArray[Any], npt.NDArray[Any]]
-        if a is Anchor.CENTER:
-            pts = (cx, cy)
-        elif a is Anchor.BOTTOM_CENTER:
-            pts = (cx, y2)
-        elif a is Anchor.TOP_CENTER:
-            pts = (cx, y1)
-        elif a is Anchor.CENTER_LEFT:
-            pts = (x1, cy)
-        else:
-            pts = (x2, cy)
-        return np.stack(pts, axis=1).astype(np.float32)
+        return anchor_points(self.xyxy, anchor).astype(np.float32)
 
     def filter_classes(self, class_ids: Iterable[int]) -> Detections:
         """Keep rows whose ``class_id`` is in ``class_ids``."""
