@@ -47,6 +47,10 @@ velocity. With ``confirm_on_start``, tracks born on the first detection step
 (start, ``reset()``) are confirmed at once, as in ByteTrack. A birth candidate that is a second box of
 another class of its group on an object (class-wise NMS) starts no track.
 Measurements: docs/tracking.md, "Counting at low detection rates".
+
+Every output row also carries its track's first detection (box and time, in
+``Detections.data``): a track is reported from its second detection on, and at
+low rates rules need to know where it was before (line crossings).
 """
 
 from __future__ import annotations
@@ -92,7 +96,10 @@ _HITS = 22  # number of matches
 _STATE = 23  # _TENTATIVE / _CONFIRMED / _LOST
 _CLS = 24  # class id
 _PID = 25  # public id (0 until confirmed)
-_NCOL = 26
+_BIRTH = slice(26, 30)  # x1, y1, x2, y2 of the first detection's box (px)
+_BIRTH_T = 30  # mono of the first detection
+_BORN = slice(26, 31)  # both (birth box and time)
+_NCOL = 31
 
 _TENTATIVE, _CONFIRMED, _LOST = 0.0, 1.0, 2.0
 
@@ -193,6 +200,8 @@ class Tracker:
             the confirmed tracks matched this frame, with the matched detection's
             box, score and ``data`` columns. On a predict-only step: the confirmed,
             not-lost tracks with their predicted boxes and last matched score.
+            Always with ``data["birth_xyxy"]`` ``(N, 4)`` and ``data["birth_mono"]``
+            ``(N,)``: the box and time of each track's first detection.
 
         Raises:
             TypeError: ``detections`` is neither ``Detections`` nor ``None``.
@@ -413,6 +422,7 @@ class Tracker:
             confidence=rows[:, _SCORE].astype(np.float32),
             class_id=rows[:, _CLS].astype(np.int64),
             tracker_id=rows[:, _PID].astype(np.int64),
+            data=_birth_data(rows[:, _BORN]),
         )
 
     def _clean(self, det: Detections) -> Detections:
@@ -550,8 +560,11 @@ class Tracker:
         out_det = md
         out_pid = t[mt, _PID] if md.size else np.zeros(0)
         out_ok = out_pid > 0
+        out_born = t[mt, _BORN]
         if born.size:
             new = np.zeros((born.size, _NCOL))
+            new[:, _BIRTH] = det.xyxy[born]
+            new[:, _BIRTH_T] = mono
             mean, cov = kalman.initiate(z_all[born], self.kalman)
             new[:, _MEAN] = mean
             new[:, _COV] = cov.reshape(-1, 12)
@@ -566,14 +579,28 @@ class Tracker:
                 out_det = np.concatenate([md, born])
                 out_pid = np.concatenate([out_pid, new[:, _PID]])
                 out_ok = np.concatenate([out_ok, np.ones(born.size, dtype=bool)])
+                out_born = np.concatenate([out_born, new[:, _BORN]])
             self._t = np.concatenate([self._t, new])
 
         self._first_step = False
         sel = out_det[out_ok]
+        data = {k: v[sel] for k, v in det.data.items()}
+        data.update(_birth_data(out_born[out_ok]))
         return Detections(
             xyxy=det.xyxy[sel],
             confidence=conf[sel],
             class_id=det.class_id[sel],
             tracker_id=out_pid[out_ok].astype(np.int64),
-            data={k: v[sel] for k, v in det.data.items()},
+            data=data,
         )
+
+
+def _birth_data(born: npt.NDArray[np.float64]) -> dict[str, npt.NDArray[np.float64]]:
+    """``Detections.data`` columns of tracks from their ``(N, 5)`` ``_BORN`` columns.
+
+    ``birth_xyxy`` ``(N, 4)``: the box of the track's first detection (while it was
+    still tentative; px); ``birth_mono`` ``(N,)``: that detection's time (s). Rules
+    use them to see where a track was before it was confirmed (see
+    :class:`pipelines.vehicle_flow.VehicleFlowPipeline`).
+    """
+    return {"birth_xyxy": born[:, 0:4], "birth_mono": born[:, 4]}

@@ -332,6 +332,33 @@ def test_fast_object_at_five_per_second_is_confirmed_and_keeps_its_id() -> None:
     assert [sorted(ids_of(r)) for r, _ in old] == [[]] * 8
 
 
+def test_confirmed_tracks_report_their_birth_detection() -> None:
+    """Bug: a track surfaced only at its second detection, so the line rule never
+    learnt where it had been first (a car detected before the line and next past
+    it at 2.5/s was never counted). Every output row carries the box and time of
+    its track's first detection, also on predict-only steps; births confirmed at
+    once (first step, ``confirm_on_start``) report their own box."""
+    slow = 2.5
+    steps: list[Step] = [
+        (k / slow, None if k == 3 else [car(50, 300, k / slow)]) for k in range(5)
+    ]
+    _, out = run(steps)
+    born = np.array(box(50, 200, w=80, h=60))
+    table = [
+        (
+            sorted(ids_of(r)),
+            r.data["birth_xyxy"].tolist(),
+            r.data["birth_mono"].tolist(),
+        )
+        for r, _ in out
+    ]
+    assert table == [([], [], [])] + [([1], [born.tolist()], [0.0])] * 4
+    tr = Tracker(TrackerConfig(confirm_on_start=True))
+    res = tr.update(dets([car(100, 0, 0)]), 7.0)
+    assert res.data["birth_xyxy"].tolist() == [list(box(100, 200, w=80, h=60))]
+    assert res.data["birth_mono"].tolist() == [7.0]
+
+
 def test_fast_object_survives_a_missed_detection_at_five_per_second() -> None:
     """Once two detections gave it a velocity, a fast car missing one detection
     step is predicted 1.5 box widths further and re-associated with its id."""
