@@ -19,7 +19,13 @@ What counts as one crossing (see also :class:`monitor.zones.LineZone`):
   passed, also for a track no longer seen); jitter straight back
   cancels it, so a false box pulling a track across the line and letting it go
   back counts nothing (:meth:`VehicleFlowPipeline._hold_crossings`);
-* only tracks the tracker reports (confirmed tracks) are seen at all;
+* only tracks the tracker reports (confirmed tracks) are seen at all; a track
+  first seen here starts on the side of its birth detection (the tracker's
+  ``data["birth_xyxy"]``, before it was confirmed) when that was at most
+  :data:`BIRTH_SIDE_MAX_S` ago, clearly beyond the line (``JITTER_BAND`` × band)
+  and the anchor since moved at most :data:`BIRTH_SIDE_SPEED` box sizes/s, so at
+  low detection rates a vehicle detected once before the line and next past it
+  still counts (:meth:`VehicleFlowPipeline._birth_sides`);
 * a track first seen near the line (an id switch or hijack right at it) that moves
   away from it counts as having come from the other side when a track lost there
   moments before was on that side, and no counted crossing in the window was the same
@@ -72,7 +78,7 @@ from monitor.events import (
     VehicleFlowPayload,
     WrongWayPayload,
 )
-from monitor.types import Detections, Frame
+from monitor.types import Detections, Frame, anchor_points
 from monitor.zones import LineZone, lookup_rows, select_tracks
 from pipelines.schedule import utc_datetime
 
@@ -194,6 +200,15 @@ TURN_DT_S = 0.5
 """Two turns pair when their closest approaches are at most this far apart in time ..."""
 TURN_R = 1.5
 """... and at most this × the larger box size apart in the image."""
+
+BIRTH_SIDE_MAX_S = 2.0
+"""A track first seen by the rule starts on the side of its first detection (before
+the tracker confirmed it) when that was at most this long ago (s): the tracker
+confirms at the second detection, 0.4 s after the first at 2.5 detections/s."""
+
+BIRTH_SIDE_SPEED = 4.0
+"""... and when the anchor moved at most this many box sizes per second along the
+normal from there to its first sight here."""
 
 HOLD_JUMP = 0.3
 """A crossing whose anchor jumped at least this × its box size (along the normal)
@@ -443,6 +458,14 @@ class VehicleFlowPipeline:
             self.last_flip = np.concatenate([self.last_flip, np.full(n, -math.inf)])
             self.gone = np.concatenate([self.gone, np.zeros(n, bool)])
             self.box = np.concatenate([self.box, boxes[new]])
+            # A track's first detections come before its confirmation: its side
+            # then is its starting side (a later id-switch link overrides it).
+            b_side, b_anchor = self._birth_sides(
+                detections, new, anchors[new], boxes[new], now
+            )
+            line.set_sides(tids[new], b_side)
+            # The step from there is checked like any other (jump hold).
+            self.ax[base:], self.ay[base:] = b_anchor[:, 0], b_anchor[:, 1]
             self._link_new(base, found, rows, now)
             rows, found = lookup_rows(self.ids, tids)
         visible = np.zeros(self.ids.size, bool)
@@ -601,8 +624,9 @@ class VehicleFlowPipeline:
             jitter: ``(N,)`` side changes that are jitter.
             dist: ``(N,)`` |distance| from the line, px.
             reach: ``(N,)`` jitter distance, px.
-            prev: ``(N, 2)`` anchors at the previous observation, px (the current
-                ones for tracks first seen now).
+            prev: ``(N, 2)`` anchors at the previous observation, px (for tracks
+                first seen now: at their birth where that gave their side, else the
+                current ones).
             anchors: ``(N, 2)`` anchors, px.
             now: Monotonic time of the frame.
 
@@ -681,6 +705,62 @@ class VehicleFlowPipeline:
             out.append((crossing, cid))
         self.hold[due] = 0
         return out
+
+    def _birth_sides(
+        self,
+        detections: Detections,
+        new: npt.NDArray[np.bool_],
+        anchors: npt.NDArray[np.float64],
+        boxes: npt.NDArray[np.float64],
+        now: float,
+    ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64]]:
+        """Side of the line at their birth of the tracks in ``new``.
+
+        The tracker reports a track from its ``min_confirm_hits``-th detection on,
+        with its first detection's box and time (``data["birth_xyxy"]``,
+        ``data["birth_mono"]``, see :mod:`monitor.tracker`). At low detection rates
+        a vehicle detected once before the line and once past it is first seen here
+        past it; its birth side makes that a crossing like any other (band, segment
+        extent, once per direction). Births more than :data:`BIRTH_SIDE_MAX_S`
+        before ``now`` are ignored (a track of a class this rule does not watch that
+        switched to one, or a restart of the rule: not the track's recent past).
+
+        Args:
+            detections: This frame's tracks (all classes, as given to ``update``).
+            new: ``(N,)`` mask over the rows ``select_tracks`` kept: tracks first
+                seen now.
+            anchors: ``(K,)`` anchors of the ``new`` tracks now, px.
+            boxes: ``(K, 4)`` their boxes now, px.
+            now: Monotonic time of the frame.
+
+        Returns:
+            ``(side, anchor)``: ``(K,)`` side per ``new`` track at its birth (+1/-1;
+            0: unknown, not clearly beyond the line, or a jump since), and ``(K,
+            2)`` its anchor then (``anchors`` where the side is 0).
+        """
+        side = np.zeros(anchors.shape[0], np.int8)
+        bx = detections.data.get("birth_xyxy")
+        bt = detections.data.get("birth_mono")
+        if bx is None or bt is None or self._line is None:
+            return side, anchors
+        keep = np.isin(detections.class_id, self.class_ids)
+        if int(np.count_nonzero(keep)) != new.size:  # pragma: no cover - defensive
+            return side, anchors
+        bx = np.asarray(bx, np.float64)[keep][new]
+        age = now - np.asarray(bt, np.float64)[keep][new]
+        ok = (age >= 0.0) & (age <= BIRTH_SIDE_MAX_S)
+        if not ok.any():
+            return side, anchors
+        line = self._line
+        ba = anchor_points(bx, self.rule.anchor)
+        d = line.signed_distance(ba)
+        ext = np.maximum(_extent(bx, line.normal), _extent(boxes, line.normal))
+        # Clearly on a side (one box on the line is noise), and moved from there as
+        # a vehicle can (not a jump to another object's box).
+        ok &= np.abs(d) >= JITTER_BAND * line.hysteresis_px
+        ok &= np.abs(line.signed_distance(anchors) - d) <= BIRTH_SIDE_SPEED * ext * age
+        side[ok] = np.sign(d[ok])
+        return side, np.where(ok[:, None], ba, anchors)
 
     def _link_new(
         self,

@@ -7,7 +7,7 @@ is its bottom-centre anchor; its box is 8×10 px above that point.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,18 +23,37 @@ TS0 = 1_780_000_000.0  # 2026-05-28 UTC, an arbitrary wall-clock origin
 MONO0 = 5_000.0
 
 
-def make_dets(objs: Sequence[Sequence[float]]) -> Detections:
-    """Tracked detections from ``(tid, x, y[, class_id])`` rows (anchor = bottom centre)."""
+def make_dets(
+    objs: Sequence[Sequence[float]],
+    births: Mapping[int, tuple[float, float, float]] | None = None,
+) -> Detections:
+    """Tracked detections from ``(tid, x, y[, class_id])`` rows (anchor = bottom centre).
+
+    ``births``: ``{tid: (x, y, t)}``, the anchor and time (s after ``MONO0``) of the
+    track's first detection, as the tracker reports them in ``data["birth_xyxy"]``
+    and ``data["birth_mono"]``; rows without one are born where they are now.
+    """
     if not objs:
         return Detections.empty(with_tracker_id=True)
     arr = np.array([list(o) + [0] * (4 - len(o)) for o in objs], dtype=np.float64)
     x, y = arr[:, 1], arr[:, 2]
     xyxy = np.stack([x - 4, y - 10, x + 4, y], axis=1)
+    data = {}
+    if births is not None:
+        bx = xyxy.copy()
+        bt = np.full(len(objs), -np.inf)
+        for i, tid in enumerate(arr[:, 0].astype(int).tolist()):
+            if tid in births:
+                x0, y0, t0 = births[tid]
+                bx[i] = (x0 - 4, y0 - 10, x0 + 4, y0)
+                bt[i] = MONO0 + t0
+        data = {"birth_xyxy": bx, "birth_mono": bt}
     return Detections(
         xyxy=xyxy,
         confidence=np.full(len(objs), 0.9),
         class_id=arr[:, 3].astype(np.int64),
         tracker_id=arr[:, 0].astype(np.int64),
+        data=data,
     )
 
 
@@ -55,10 +74,11 @@ class Sim:
         t: float,
         objs: Sequence[Sequence[float]] = (),
         removed: Sequence[int] = (),
+        births: Mapping[int, tuple[float, float, float]] | None = None,
     ) -> list[Event]:
         self.seq += 1
         frame = Frame("cam", self.seq, self.ts0 + t, MONO0 + t, self.image)
-        dets = make_dets(objs)
+        dets = make_dets(objs, births)
         rm = np.asarray(removed, dtype=np.int64)
         out: list[Event] = []
         for p in self.pipelines:
