@@ -343,3 +343,37 @@ def select_tracks(
         det.class_id.copy(),
         det.xyxy.astype(np.float64),
     )
+
+
+def select_births(
+    detections: object, class_ids: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+    """First detections of the rows :func:`select_tracks` keeps, where known.
+
+    The tracker reports a track from its ``min_confirm_hits``-th detection on and
+    attaches its first detection (``data["birth_xyxy"]``, ``data["birth_mono"]``,
+    see :mod:`monitor.tracker`), so rules can see where a new track was before.
+
+    Args:
+        detections: The :class:`monitor.types.Detections` given to
+            :func:`select_tracks`.
+        class_ids: ``(C,)`` the same class ids.
+
+    Returns:
+        ``(boxes (N, 4) px, mono (N,) s)`` aligned with :func:`select_tracks`'s
+        rows, or ``None`` when the detections carry no births (another tracker, a
+        test feeding plain tracks).
+    """
+    from monitor.types import Detections
+
+    if not isinstance(detections, Detections):
+        return None
+    bx = detections.data.get("birth_xyxy")
+    bt = detections.data.get("birth_mono")
+    if bx is None or bt is None:
+        return None
+    keep = np.isin(detections.class_id, class_ids)
+    return (
+        np.asarray(bx, np.float64).reshape(-1, 4)[keep],
+        np.asarray(bt, np.float64).reshape(-1)[keep],
+    )

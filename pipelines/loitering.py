@@ -37,8 +37,8 @@ import numpy.typing as npt
 from config.rules import LoiteringRuleConfig
 from config.schema import ZoneConfig
 from monitor.events import Event, EventKind, EventState, LoiteringPayload
-from monitor.types import Detections, Frame
-from monitor.zones import PolygonZone, lookup_rows, select_tracks
+from monitor.types import Detections, Frame, anchor_points
+from monitor.zones import PolygonZone, lookup_rows, select_births, select_tracks
 from pipelines.schedule import Scheduler, utc_datetime
 
 __all__ = ["LoiteringPipeline"]
@@ -222,6 +222,7 @@ class LoiteringPipeline:
             new = ~found
             self._append(tids[new], cls[new], boxes[new])
             rows, found = lookup_rows(self.ids, tids)
+            self._presence_from_birth(detections, zone, new, rows, inzone, now)
 
         # Observations of visible tracks.
         self.last_seen[rows] = now
@@ -303,6 +304,49 @@ class LoiteringPipeline:
         return events
 
     # ------------------------------------------------------------------ helpers
+    def _presence_from_birth(
+        self,
+        detections: Detections,
+        zone: PolygonZone,
+        new: npt.NDArray[np.bool_],
+        rows: npt.NDArray[np.intp],
+        inzone: npt.NDArray[np.bool_],
+        now: float,
+    ) -> None:
+        """Start a new track's presence run at its first detection.
+
+        The tracker reports a track from its second detection on; its first one
+        (``data["birth_*"]``, :func:`monitor.zones.select_births`) was the same
+        object, seen then. When it was already in the zone then, and is now, the
+        run starts at the birth: dwell is time in the zone, not time since the
+        tracker was sure (issue #5: on the MOT benchmark a visit first detected a
+        step before its confirmation reached the threshold a frame too late).
+        Births more than ``grace_s`` old are ignored (a gap the run could not
+        bridge anyway). Rows an id switch handed over (``_link_new``) keep their
+        visit.
+
+        Args:
+            detections: This frame's tracks, as given to :meth:`update`.
+            zone: The zone.
+            new: ``(N,)`` rows of ``select_tracks`` that are new tracks.
+            rows: ``(N,)`` their state rows.
+            inzone: ``(N,)`` whether their anchor is in the zone now.
+            now: This frame's monotonic time.
+        """
+        births = select_births(detections, self.class_ids)
+        if births is None or births[1].size != new.size:
+            return
+        sel = new & inzone
+        if not sel.any():
+            return
+        boxes, mono = births[0][sel], births[1][sel]
+        age = now - mono
+        ok = (age > 0.0) & (age <= self.rule.grace_s)
+        ok &= zone.trigger(anchor_points(boxes, self.rule.anchor).astype(np.float64))
+        r = rows[sel][ok]
+        self.first_in[r] = mono[ok]
+        self.last_in[r] = mono[ok]
+
     def _link_new(
         self,
         tids: npt.NDArray[np.int64],

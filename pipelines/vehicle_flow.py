@@ -79,7 +79,7 @@ from monitor.events import (
     WrongWayPayload,
 )
 from monitor.types import Detections, Frame, anchor_points
-from monitor.zones import LineZone, lookup_rows, select_tracks
+from monitor.zones import LineZone, lookup_rows, select_births, select_tracks
 from pipelines.schedule import utc_datetime
 
 __all__ = ["DUPLICATE_IOU", "LINK_IOU", "Crossing", "VehicleFlowPipeline"]
@@ -739,15 +739,13 @@ class VehicleFlowPipeline:
             2)`` its anchor then (``anchors`` where the side is 0).
         """
         side = np.zeros(anchors.shape[0], np.int8)
-        bx = detections.data.get("birth_xyxy")
-        bt = detections.data.get("birth_mono")
-        if bx is None or bt is None or self._line is None:
+        births = select_births(detections, self.class_ids)
+        if births is None or self._line is None:
             return side, anchors
-        keep = np.isin(detections.class_id, self.class_ids)
-        if int(np.count_nonzero(keep)) != new.size:  # pragma: no cover - defensive
+        if births[1].size != new.size:  # pragma: no cover - defensive
             return side, anchors
-        bx = np.asarray(bx, np.float64)[keep][new]
-        age = now - np.asarray(bt, np.float64)[keep][new]
+        bx = births[0][new]
+        age = now - births[1][new]
         ok = (age >= 0.0) & (age <= BIRTH_SIDE_MAX_S)
         if not ok.any():
             return side, anchors

@@ -6,7 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from monitor.zones import LineZone, PolygonZone, lookup_rows
+from monitor.types import Detections
+from monitor.zones import (
+    LineZone,
+    PolygonZone,
+    lookup_rows,
+    select_births,
+    select_tracks,
+)
 
 CONCAVE = [(0.1, 0.1), (0.9, 0.1), (0.9, 0.9), (0.5, 0.4), (0.1, 0.9)]
 
@@ -93,3 +100,27 @@ def test_lookup_rows() -> None:
     rows, found = lookup_rows(ids, np.array([9, 4, 7, 100], np.int64))
     assert found.tolist() == [True, False, True, False]
     assert rows[found].tolist() == [2, 0]
+
+
+def test_select_births_aligns_with_select_tracks() -> None:
+    """Births come back for exactly the rows select_tracks keeps, in its order."""
+    boxes = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], float)
+    det = Detections(
+        xyxy=boxes,
+        confidence=np.full(3, 0.9),
+        class_id=np.array([0, 2, 0]),
+        tracker_id=np.array([7, 8, 9]),
+        data={"birth_xyxy": boxes - 5.0, "birth_mono": np.array([1.0, 2.0, 3.0])},
+    )
+    wanted = np.array([0])
+    tids, *_ = select_tracks(det, wanted, "bottom_center")
+    births = select_births(det, wanted)
+    assert births is not None
+    assert tids.tolist() == [7, 9]
+    assert births[0].tolist() == (boxes[[0, 2]] - 5.0).tolist()
+    assert births[1].tolist() == [1.0, 3.0]
+    plain = Detections(
+        xyxy=boxes, confidence=np.ones(3), class_id=np.zeros(3), tracker_id=[1, 2, 3]
+    )
+    assert select_births(plain, wanted) is None
+    assert select_births(object(), wanted) is None

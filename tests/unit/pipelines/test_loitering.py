@@ -273,3 +273,50 @@ def test_monotonic_clock_going_back_resets_instead_of_crashing(rt, caplog) -> No
     assert [(t, e.state.value, e.payload.dwell_s) for t, e in sim.log] == [
         (-90.0, "start", 10.0)
     ]
+
+
+# Births: the tracker reports a track from its second detection on and attaches its
+# first one. Track 1 is first reported at t = 1.0 (in the zone); rows give its
+# birth ``(x, y, age s)`` and the expected start time / dwell of its event
+# (min_dwell_s 10, entry_s 1, grace_s 3, frames every 0.5 s).
+BIRTH_CASES = [
+    ("no birth data: dwell from the first report", None, (11.0, 10.0)),
+    (
+        "born in the zone 0.5 s earlier: dwell from the birth",
+        (52, 50, 0.5),
+        (10.5, 10.0),
+    ),
+    ("born in the zone 2 s earlier (within grace)", (52, 50, 2.0), (9.0, 10.0)),
+    ("born outside the zone: dwell from the first report", (10, 50, 0.5), (11.0, 10.0)),
+    ("born longer ago than grace_s: ignored", (50, 50, 3.5), (11.0, 10.0)),
+]
+
+
+@pytest.mark.parametrize(
+    ("birth", "expected"), [c[1:] for c in BIRTH_CASES], ids=[c[0] for c in BIRTH_CASES]
+)
+def test_presence_starts_at_the_tracks_first_detection(rt, birth, expected) -> None:
+    """Regression (issue #5): dwell counted from the tracker's confirmation, one
+    detection step after the person was first seen, so short visits on the MOT
+    benchmark reached the threshold a frame too late (or never)."""
+    pipe = LoiteringPipeline(LoiteringRuleConfig(**BASE), ZONE, COCO_CLASSES, "UTC")
+    sim = rt.Sim([pipe])
+    births = None if birth is None else {1: (birth[0], birth[1], 1.0 - birth[2])}
+    for t in rt.ticks(1.0, 16.0):
+        sim.step(t, [p(1, IN)], births=births)
+    starts = [(t, e.payload.dwell_s) for t, e in sim.log if e.state.value == "start"]
+    assert starts == [pytest.approx(expected)]
+
+
+def test_switched_id_keeps_the_visit_it_continues_not_its_birth(rt) -> None:
+    """A new id that continues a vanished visitor (id switch) keeps that visit's
+    start; its own (later) birth must not restart the dwell."""
+    pipe = LoiteringPipeline(LoiteringRuleConfig(**BASE), ZONE, COCO_CLASSES, "UTC")
+    sim = rt.Sim([pipe])
+    for t in rt.ticks(0.0, 6.0):
+        sim.step(t, [p(1, (50, 50))])
+    sim.step(6.0, [])
+    for t in rt.ticks(6.5, 12.0):
+        sim.step(t, [p(2, (52, 50))], births={2: (52, 50, 6.0)})
+    starts = [(t, e.payload.tracker_id) for t, e in sim.log if e.state.value == "start"]
+    assert starts == [(10.0, 2)]
