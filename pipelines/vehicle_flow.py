@@ -37,7 +37,10 @@ What counts as one crossing (see also :class:`monitor.zones.LineZone`):
 * a second box on the same vehicle (e.g. "car" and "truck" from class-wise NMS,
   followed as two tracks) does not count twice: a crossing whose box overlaps
   (IoU ≥ :data:`DUPLICATE_IOU`) a visible track that crossed the same way within
-  ``switch_window_s`` is dropped;
+  ``switch_window_s`` is dropped; so is a person crossing with a bicycle or
+  motorcycle (or the other way round) whose box overlaps it by
+  :data:`RIDER_OVERLAP` of the smaller box: the rider and the two-wheeler are one
+  road user, counted under the class that crossed first;
 * id switches: a *new* id appearing within ``switch_window_s`` of a track that is
   no longer visible, with a box overlapping that track's last box (IoU ≥
   :data:`LINK_IOU`), inherits that track's side and counted directions; and a
@@ -93,6 +96,11 @@ not centre distances: in a group of pedestrians a neighbour is close but its box
 barely overlaps, while an id switch re-detects the same box."""
 
 DUPLICATE_IOU = 0.6
+#: Classes a person rides: a person crossing with one of these the same way, their
+#: boxes overlapping by >= :data:`RIDER_OVERLAP` of the smaller box, counts once
+#: (whichever crossed first; a cyclist is one road user, not a bicycle and a person).
+RIDDEN = ("bicycle", "motorcycle")
+RIDER_OVERLAP = 0.3
 """IoU above which two visible tracks crossing together are one object."""
 
 _STALE_S = 60.0
@@ -544,8 +552,11 @@ class VehicleFlowPipeline:
                 bbox=tuple(float(v) for v in boxes[j]),  # type: ignore[arg-type]
             )
             if released[j]:
-                # Held since an earlier frame (and checked then): counted now.
-                events.extend(self._release(crossing, cid))
+                # Held since an earlier frame (and checked then): counted now,
+                # unless the same road user was counted meanwhile (a rider and a
+                # bicycle that jumped over the line a frame apart).
+                if not self._double_detection(crossing, tids, boxes):
+                    events.extend(self._release(crossing, cid))
                 continue
             if self._double_detection(crossing, tids, boxes):
                 log.debug(
@@ -1100,7 +1111,7 @@ class VehicleFlowPipeline:
         never have.
         """
         others = {
-            r.tracker_id
+            r.tracker_id: r.class_name
             for r in self.recent
             if r.direction == c.direction and r.tracker_id != c.tracker_id
         }
@@ -1109,8 +1120,22 @@ class VehicleFlowPipeline:
         mask = np.isin(tids, np.fromiter(others, np.int64))
         if not mask.any():
             return False
+        box = np.array([c.bbox])
+        if (iou_matrix(box, boxes[mask]) >= DUPLICATE_IOU).any():
+            return True
+        # A rider and the two-wheeler under them are one road user: their boxes
+        # overlap by much of the smaller one (the bicycle) but not by IoU.
+        if c.class_name == "person":
+            partner = RIDDEN
+        elif c.class_name in RIDDEN:
+            partner = ("person",)
+        else:
+            return False
+        pair = np.array([others[int(t)] in partner for t in tids[mask]])
+        if not pair.any():
+            return False
         return bool(
-            (iou_matrix(np.array([c.bbox]), boxes[mask]) >= DUPLICATE_IOU).any()
+            (_overlap_of_smaller(box, boxes[mask][pair]) >= RIDER_OVERLAP).any()
         )
 
     def _release(self, crossing: Crossing, cid: int) -> list[Event]:
@@ -1170,3 +1195,17 @@ class VehicleFlowPipeline:
                 bbox_xyxy=c.bbox,
             ),
         )
+
+
+def _overlap_of_smaller(
+    a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """``(N, M)`` intersection of ``(N, 4)`` and ``(M, 4)`` boxes over the smaller
+    box's area (1 when one contains the other)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0.0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    smaller = np.minimum(area_a[:, None], area_b[None, :])
+    return np.asarray(inter / np.maximum(smaller, 1e-9))
