@@ -1125,6 +1125,7 @@ class VehicleFlowPipeline:
             return True
         # A rider and the two-wheeler under them are one road user: their boxes
         # overlap by much of the smaller one (the bicycle) but not by IoU.
+        partner: tuple[str, ...]
         if c.class_name == "person":
             partner = RIDDEN
         elif c.class_name in RIDDEN:
