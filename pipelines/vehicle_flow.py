@@ -40,7 +40,7 @@ What counts as one crossing (see also :class:`monitor.zones.LineZone`):
   ``switch_window_s`` is dropped; so is a person crossing with a bicycle or
   motorcycle (or the other way round) whose box overlaps it by
   :data:`RIDER_OVERLAP` of the smaller box: the rider and the two-wheeler are one
-  road user, counted under the class that crossed first;
+  road user, counted as the two-wheeler (a rider counted first is re-labelled);
 * id switches: a *new* id appearing within ``switch_window_s`` of a track that is
   no longer visible, with a box overlapping that track's last box (IoU ≥
   :data:`LINK_IOU`), inherits that track's side and counted directions; and a
@@ -61,6 +61,7 @@ is still counted).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import math
 import uuid
@@ -96,12 +97,16 @@ not centre distances: in a group of pedestrians a neighbour is close but its box
 barely overlaps, while an id switch re-detects the same box."""
 
 DUPLICATE_IOU = 0.6
-#: Classes a person rides: a person crossing with one of these the same way, their
-#: boxes overlapping by >= :data:`RIDER_OVERLAP` of the smaller box, counts once
-#: (whichever crossed first; a cyclist is one road user, not a bicycle and a person).
-RIDDEN = ("bicycle", "motorcycle")
-RIDER_OVERLAP = 0.3
 """IoU above which two visible tracks crossing together are one object."""
+
+RIDDEN = ("bicycle", "motorcycle")
+"""Classes a person rides. A person crossing the same way as one of these, their
+boxes overlapping by >= :data:`RIDER_OVERLAP` of the smaller box, is one road user
+with it, counted once, under the two-wheeler's class (a cyclist is a bicycle, not a
+bicycle and a person)."""
+
+RIDER_OVERLAP = 0.3
+"""Overlap of a rider's and a two-wheeler's boxes, as a share of the smaller one."""
 
 _STALE_S = 60.0
 _SWITCH_GAP_S = 0.5  # an id switch's new track appears this soon after the old one
@@ -321,6 +326,7 @@ class VehicleFlowPipeline:
         self.crossings: list[Crossing] = []
         self.last_mono: float | None = None
         self.bucket_start: float | None = None
+        self._relabeled = False  # a counted crossing changed class this frame
         self.event_id: uuid.UUID | None = None
         self.revision = -1
         self.counts_in: dict[str, int] = {}
@@ -585,7 +591,8 @@ class VehicleFlowPipeline:
             )
             events.extend(self._release(crossing, int(self.cls[r])))
 
-        if self.crossings:
+        if self.crossings or self._relabeled:
+            self._relabeled = False
             for c in self.crossings:
                 counts = self.counts_in if c.direction == "in" else self.counts_out
                 counts[c.class_name] = counts.get(c.class_name, 0) + 1
@@ -1135,9 +1142,37 @@ class VehicleFlowPipeline:
         pair = np.array([others[int(t)] in partner for t in tids[mask]])
         if not pair.any():
             return False
-        return bool(
-            (_overlap_of_smaller(box, boxes[mask][pair]) >= RIDER_OVERLAP).any()
-        )
+        ov = _overlap_of_smaller(box, boxes[mask][pair])[0]
+        if not (ov >= RIDER_OVERLAP).any():
+            return False
+        if c.class_name in RIDDEN:
+            # The rider was counted first: the road user is the two-wheeler.
+            rider = int(tids[mask][pair][int(np.argmax(ov))])
+            self._relabel(rider, c.direction, c.class_name)
+        return True
+
+    def _relabel(self, tid: int, direction: str, class_name: str) -> None:
+        """Count track ``tid``'s latest ``direction`` crossing as ``class_name``.
+
+        Only inside the open bucket (a closed bucket's counts were final); the
+        change goes out with this frame's bucket message.
+        """
+        for k in range(len(self.recent) - 1, -1, -1):
+            old = self.recent[k]
+            if old.tracker_id != tid or old.direction != direction:
+                continue
+            if self.bucket_start is None or old.ts < self.bucket_start:
+                return
+            counts = self.counts_in if direction == "in" else self.counts_out
+            if counts.get(old.class_name, 0) <= 0:  # pragma: no cover - defensive
+                return
+            counts[old.class_name] -= 1
+            if not counts[old.class_name]:
+                del counts[old.class_name]
+            counts[class_name] = counts.get(class_name, 0) + 1
+            self.recent[k] = dataclasses.replace(old, class_name=class_name)
+            self._relabeled = True
+            return
 
     def _release(self, crossing: Crossing, cid: int) -> list[Event]:
         """Count a crossing; a wrong-way event when it breaks ``one_way``."""
