@@ -175,6 +175,26 @@ class Tracker:
         """Tracks held internally (tentative, confirmed and lost)."""
         return int(self._t.shape[0])
 
+    def pause(self, seconds: float) -> None:
+        """Leave ``seconds`` out of every track's clock (a camera outage).
+
+        While a camera is offline nobody is observed, so the time must not count
+        as misses: every track's last-match and birth times (and the tracker's own
+        clock) move forward by ``seconds``, and the next :meth:`update` sees only
+        the time around the outage. A person who stood still keeps their id; an
+        object that moved meanwhile fails to match and is removed as usual.
+
+        Args:
+            seconds: Length of the outage (``<= 0``: nothing happens).
+        """
+        seconds = float(seconds)
+        if not math.isfinite(seconds) or seconds <= 0.0:
+            return
+        self._t[:, _SEEN] += seconds
+        self._t[:, _BIRTH_T] += seconds
+        if self._mono is not None:
+            self._mono += seconds
+
     def reset(self) -> None:
         """Forget all tracks (ids keep counting up; dropped ids are reported by the
         next :meth:`update` in :attr:`removed_ids` so rules can evict them)."""
@@ -225,6 +245,15 @@ class Tracker:
         self._mono = mono
 
         t = self._t
+        # Tracks past their buffer go before matching: after a long gap between
+        # calls (a camera outage) a stale track must not take a new detection.
+        stale = mono - t[:, _SEEN] > self.cfg.lost_buffer_s
+        if stale.any():
+            pids = t[stale, _PID]
+            self._pending_removed = np.concatenate(
+                [self._pending_removed, pids[pids > 0].astype(np.int64)]
+            )
+            t = self._t = t[~stale]
         n = t.shape[0]
         if n:
             kalman.predict(t[:, _MEAN], t[:, _COV].reshape(n, 3, 4), dt, self.kalman)

@@ -574,3 +574,36 @@ def test_learned_noise_ignores_a_gross_outlier() -> None:
         peak = max(peak, float(tr.meas_std.max()))
     assert peak < 0.06
     assert np.all(tr.meas_std == 0.05)
+
+
+# ---------------------------------------------------------- gaps and outages
+def test_track_past_its_buffer_is_not_matched_after_a_gap_without_calls() -> None:
+    """Regression (session 4): with no update() calls in between (a camera
+    outage), a track unseen for longer than lost_buffer_s was still matched by the
+    first detection after the gap, so a 45 s outage could not end anything."""
+    steps: list[Step] = [(k / FPS, [walker(100, 0, 0)]) for k in range(10)]
+    steps.append((45.0, [walker(100, 0, 0)]))
+    _, out = run(steps)
+    first = ids_of(out[5][0])
+    after, removed = out[-1]
+    assert len(first) == 1
+    assert ids_of(after).isdisjoint(first) or len(after) == 0
+    assert set(removed.tolist()) == first
+
+
+def test_pause_leaves_an_outage_out_of_the_tracks_clock() -> None:
+    """Tracker.pause: after a 5 s outage left out, a person standing still keeps
+    their id (and nothing is reported removed)."""
+    tr = Tracker()
+    tr.update(dets([]), 0.0)
+    for k in range(10):
+        res = tr.update(dets([walker(100, 0, 0)]), 0.04 * (k + 1))
+    before = ids_of(res)
+    tr.pause(5.0)
+    res = tr.update(dets([walker(100, 0, 0)]), 5.44)
+    assert ids_of(res) == before
+    assert tr.removed_ids.size == 0
+    for bad in (0.0, -1.0, float("nan")):
+        tr.pause(bad)  # no-ops
+    res = tr.update(dets([walker(100, 0, 0)]), 5.48)
+    assert ids_of(res) == before
