@@ -52,6 +52,9 @@ _EVIDENCE_KINDS = {EventKind.LOITERING, EventKind.CROWDING, EventKind.WRONG_WAY}
 # Events whose pipeline restores itself after a restart (the day goes on with the
 # same event); every other event still open at a restart is ended by the next worker.
 _RESTORED_KINDS = {EventKind.OCCUPANCY}
+#: Longest camera outage (s) left out of tracks' and rules' clocks on reconnect
+#: (:func:`bridge_outage`); RTSP reconnects take a few seconds.
+MAX_OUTAGE_BRIDGE_S = 30.0
 _EVIDENCE_STATES = {EventState.START, EventState.INSTANT}
 
 
@@ -190,6 +193,9 @@ def run_camera(
     next_tick = time.monotonic()
     last_hb = 0.0
     last_state: str | None = None
+    # A camera outage between two frames is left out of tracks' and rules' clocks.
+    offline_since_frame = False
+    last_frame_mono: float | None = None
     rate_out = _Rate()
     source = parts.source
 
@@ -255,11 +261,13 @@ def run_camera(
         parts.sink.publish_heartbeat(hb)
 
     def check_source_state(now_ts: float) -> None:
-        nonlocal last_state
+        nonlocal last_state, offline_since_frame
         s = source.stats()
         state = s.state
         if state == last_state or state == "connecting":
             return
+        if state == "offline":
+            offline_since_frame = True
         # Report transitions between online and offline/ended, not the first connect.
         if state == "offline" or (state == "online" and last_state == "offline"):
             emit(_health_event(camera.id, now_ts, state, s.last_error or state))
@@ -294,6 +302,10 @@ def run_camera(
             continue
         stats.frames += 1
         rate_out.tick(time.monotonic())
+        if offline_since_frame and last_frame_mono is not None:
+            bridge_outage(camera, parts, frame.mono - last_frame_mono)
+        offline_since_frame = False
+        last_frame_mono = frame.mono
         try:
             events = _process_frame(camera, parts, frame, stats, model_sha256)
         except Exception:  # noqa: BLE001 - one bad frame must not kill the camera
@@ -338,6 +350,45 @@ def next_period(camera: CameraConfig, plan: Plan | None, reason: str = "") -> fl
     elif reason == "rule-areas" and g.active_fps:
         fps = g.active_fps
     return 1.0 / fps
+
+
+def bridge_outage(camera: CameraConfig, parts: WorkerParts, gap_s: float) -> float:
+    """Leave a camera outage out of the tracker's and the rules' clocks.
+
+    Called on the first frame after the source was offline, with the time since the
+    last frame before it. The outage (the gap less one sampling period) is paused
+    out of the tracker (:meth:`monitor.tracker.Tracker.pause`) and of every pipeline
+    that has a ``pause(seconds)`` (loitering), so a person still standing in a zone
+    after an RTSP reconnect continues their visit and event instead of an "ended"
+    and a new "started" (the gap used to exceed ``grace_s`` and the tracker's lost
+    buffer). Outages longer than :data:`MAX_OUTAGE_BRIDGE_S` are not bridged:
+    after that long, whoever is there is treated as new.
+
+    Returns:
+        The seconds paused (0 when nothing was).
+    """
+    blind = gap_s - 1.0 / camera.detect_fps
+    if blind <= 0.0:
+        return 0.0
+    if blind > MAX_OUTAGE_BRIDGE_S:
+        log.info(
+            "camera %s: back after %.0f s offline; tracks and visits start afresh",
+            camera.id,
+            gap_s,
+        )
+        return 0.0
+    parts.tracker.pause(blind)
+    for pipeline in parts.pipelines:
+        pause = getattr(pipeline, "pause", None)
+        if callable(pause):
+            pause(blind)
+    log.info(
+        "camera %s: back after %.1f s offline; the gap is left out of tracks and "
+        "dwell times",
+        camera.id,
+        gap_s,
+    )
+    return blind
 
 
 def _process_frame(

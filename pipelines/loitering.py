@@ -132,6 +132,28 @@ class LoiteringPipeline:
         self.open: dict[int, _Open] = {}
         self._last_mono = None
 
+    def pause(self, seconds: float) -> None:
+        """Leave ``seconds`` out of every duration (a camera outage).
+
+        Nobody is observed while the camera is offline: the gap must neither end a
+        visit (a person still there afterwards is the same visit) nor count as
+        dwell. Every time column, open event's message clock and the pipeline's
+        own clock move forward by ``seconds``; ``ended_at`` and ``started_at``
+        stay wall-clock times.
+
+        Args:
+            seconds: Length of the outage (``<= 0``: nothing happens).
+        """
+        seconds = float(seconds)
+        if not math.isfinite(seconds) or seconds <= 0.0:
+            return
+        for name in ("first_in", "last_in", "last_seen", "visit", "cooldown"):
+            setattr(self, name, getattr(self, name) + seconds)
+        for ev in self.open.values():
+            ev.last_msg += seconds
+        if self._last_mono is not None:
+            self._last_mono += seconds
+
     def __len__(self) -> int:
         """Rows of per-track state held (for memory-bound tests)."""
         return int(self.ids.size)

@@ -409,3 +409,42 @@ def test_events_left_open_by_a_stopped_worker_are_ended_by_the_next(
     assert end.ended_at == first[-1].ts and end.payload == first[-1].payload
     # Ended once: a third worker has nothing left to close.
     assert json.loads(path.read_text())["open_events"] == {}
+
+
+@pytest.mark.parametrize(
+    ("outage_s", "events"),
+    [
+        (3.0, 1),  # an RTSP reconnect: one visit, one event
+        (45.0, 2),  # longer than MAX_OUTAGE_BRIDGE_S: whoever is there is new
+    ],
+)
+def test_camera_outage_is_left_out_of_the_visit(
+    outage_s: float, events: int, tmp_path: Path
+) -> None:
+    """Camera outages (session 4). A 3 s outage (an RTSP reconnect) is left out of
+    the clocks: one visit, one event, dwell = observed time. One longer than
+    MAX_OUTAGE_BRIDGE_S ends the visit. Regression: before, the tracker matched its
+    stale track to the first detection after any gap, so even a 45 s outage
+    continued the visit, and the dwell counted the outage as presence."""
+    back = 3.0 + outage_s
+    rows = (
+        rows_between(0, 3.0, PERSON)
+        + rows_between(3.0, back, [], state="offline", frame=False)
+        + rows_between(back, back + 3.0, PERSON)
+        + rows_between(back + 3.0, back + 5.0, [])
+    )
+    sink, _ = run(rows, tmp_path, evidence=False)
+    loiter = [e for e in sink.events if e.kind is EventKind.LOITERING]
+    assert len({e.event_id for e in loiter}) == events
+    assert sum(e.state is EventState.START for e in loiter) == events
+    ends = [e for e in loiter if e.state is EventState.END]
+    assert len(ends) == events
+    if events == 1:
+        # Dwell is observed time: 3 s before and 3 s after the outage, not 9 s.
+        assert ends[0].payload.dwell_s == pytest.approx(5.8, abs=0.25)  # type: ignore[union-attr]
+        assert ends[0].ended_at is not None
+        assert ends[0].ended_at.timestamp() == pytest.approx(T0 + back + 2.8, abs=0.01)
+    health = [
+        e.payload.status for e in sink.events if e.kind is EventKind.CAMERA_HEALTH
+    ]  # type: ignore[union-attr]
+    assert health == ["offline", "online"]

@@ -320,3 +320,25 @@ def test_switched_id_keeps_the_visit_it_continues_not_its_birth(rt) -> None:
         sim.step(t, [p(2, (52, 50))], births={2: (52, 50, 6.0)})
     starts = [(t, e.payload.tracker_id) for t, e in sim.log if e.state.value == "start"]
     assert starts == [(10.0, 2)]
+
+
+def test_pause_leaves_an_outage_out_of_dwell_and_grace(rt) -> None:
+    """LoiteringPipeline.pause (camera outage): the visit goes on with the same
+    event, its dwell is observed time, and the update clock pauses too."""
+    pipe = LoiteringPipeline(LoiteringRuleConfig(**BASE), ZONE, COCO_CLASSES, "UTC")
+    sim = rt.Sim([pipe])
+    for t in rt.ticks(0.0, 12.0):
+        sim.step(t, [p(1, IN)])
+    pipe.pause(20.0)  # no frames from 12 to 32 s
+    for t in rt.ticks(32.0, 36.0):
+        sim.step(t, [p(1, IN)])
+    for t in rt.ticks(36.0, 42.0):
+        sim.step(t, [])
+    got = [(t, e.state.value, e.payload.dwell_s) for t, e in sim.log]
+    assert [s for _, s, _ in got] == ["start", "end"]
+    assert len({e.event_id for _, e in sim.log}) == 1
+    assert got[0][:2] == (10.0, "start")
+    # 0-11.5 s, one frame interval, 32-35.5 s: 15.5 s of dwell, not 35.5 s.
+    assert got[-1][2] == pytest.approx(15.5)
+    pipe.pause(0.0)
+    pipe.pause(float("nan"))  # no-ops
