@@ -360,8 +360,8 @@ def bridge_outage(camera: CameraConfig, parts: WorkerParts, gap_s: float) -> flo
     out of the tracker (:meth:`monitor.tracker.Tracker.pause`) and of every pipeline
     that has a ``pause(seconds)`` (loitering), so a person still standing in a zone
     after an RTSP reconnect continues their visit and event instead of an "ended"
-    and a new "started" (the gap used to exceed ``grace_s`` and the tracker's lost
-    buffer). Outages longer than :data:`MAX_OUTAGE_BRIDGE_S` are not bridged:
+    and a new "started" (unbridged, the gap exceeds ``grace_s`` and the tracker's
+    lost buffer). Outages longer than :data:`MAX_OUTAGE_BRIDGE_S` are not bridged:
     after that long, whoever is there is treated as new.
 
     Returns:
