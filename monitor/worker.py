@@ -358,7 +358,7 @@ def bridge_outage(camera: CameraConfig, parts: WorkerParts, gap_s: float) -> flo
     Called on the first frame after the source was offline, with the time since the
     last frame before it. The outage (the gap less one sampling period) is paused
     out of the tracker (:meth:`monitor.tracker.Tracker.pause`) and of every pipeline
-    that has a ``pause(seconds)`` (loitering), so a person still standing in a zone
+    that has a ``pause(seconds)`` (loitering, crowding), so a person still in a zone
     after an RTSP reconnect continues their visit and event instead of an "ended"
     and a new "started" (unbridged, the gap exceeds ``grace_s`` and the tracker's
     lost buffer). Outages longer than :data:`MAX_OUTAGE_BRIDGE_S` are not bridged:

@@ -89,6 +89,22 @@ class CrowdingPipeline:
         self.schedule: str | None = None
         self._last_mono: float | None = None
 
+    def pause(self, seconds: float) -> None:
+        """Leave ``seconds`` out of the episode's clocks (a camera outage): the
+        gap neither ends a group (grace) nor counts towards its duration.
+
+        Args:
+            seconds: Length of the outage (``<= 0``: nothing happens).
+        """
+        seconds = float(seconds)
+        if not math.isfinite(seconds) or seconds <= 0.0:
+            return
+        self.since += seconds
+        self.last_above += seconds
+        self.last_msg += seconds
+        if self._last_mono is not None:
+            self._last_mono += seconds
+
     def update(
         self,
         frame: Frame,

@@ -106,3 +106,22 @@ def test_schedule_threshold_and_severity(rt) -> None:
     ]
     noon = 1_780_056_000.0  # 12:00 UTC
     assert run(rt, rule, [(0, 5, people(3))], ts0=noon) == []
+
+
+def test_pause_leaves_an_outage_out_of_the_episode(rt) -> None:
+    """CrowdingPipeline.pause (camera outage, session 4): a group still there after
+    a 10 s outage is the same episode; its duration is observed time."""
+    pipe = CrowdingPipeline(RULE, ZONE, COCO_CLASSES, "UTC")
+    sim = rt.Sim([pipe])
+    for t in rt.ticks(0.0, 8.0):
+        sim.step(t, people(3))
+    pipe.pause(10.0)  # no frames from 8 to 18 s
+    for t in rt.ticks(18.0, 22.0):
+        sim.step(t, people(3))
+    for t in rt.ticks(22.0, 26.0):
+        sim.step(t, [])
+    got = [(t, e.state.value) for t, e in sim.log]
+    assert got == [(5.0, "start"), (24.0, "end")]
+    assert len({e.event_id for _, e in sim.log}) == 1
+    # 0-7.5 s, one frame interval, 18-21.5 s: 11.5 s, not 21.5 s.
+    assert sim.log[-1][1].payload.duration_s == pytest.approx(11.5)
