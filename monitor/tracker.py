@@ -90,6 +90,7 @@ _MIN_SIM = 1e-9
 # Column layout of the track table.
 _MEAN = slice(0, 8)  # cx, cy, w, h, vcx, vcy, vw, vh (px, px/s)
 _COV = slice(8, 20)  # (3, 4) block covariance, see monitor.kalman
+_PP = slice(8, 12)  # its first row: the position variances of cx, cy, w, h
 _SCORE = 20  # last matched detection score
 _SEEN = 21  # mono of the last match
 _HITS = 22  # number of matches
@@ -106,7 +107,7 @@ _TENTATIVE, _CONFIRMED, _LOST = 0.0, 1.0, 2.0
 _NO_IDS = np.zeros(0, dtype=np.int64)
 
 #: Weight of one observation in the learned measurement noise (about the last
-#: 100 matched boxes of established tracks decide it).
+#: 50 matched boxes of established tracks decide it).
 _MEAS_ALPHA = 0.02
 #: Largest measurement noise learned, box sizes.
 _MEAS_STD_MAX = 0.25
@@ -245,8 +246,11 @@ class Tracker:
         self._mono = mono
 
         t = self._t
-        # Tracks past their buffer go before matching: after a long gap between
-        # calls (a camera outage) a stale track must not take a new detection.
+        # Any track unmatched for longer than the buffer goes, not only lost ones
+        # (a track coasting through predict-only steps, detector skipped or
+        # failing, must not live on as a drifting phantom), and before matching:
+        # after a long gap between calls (a camera outage) a stale track must not
+        # take a new detection. Reported in this update's ``removed_ids``.
         stale = mono - t[:, _SEEN] > self.cfg.lost_buffer_s
         if stale.any():
             pids = t[stale, _PID]
@@ -398,7 +402,7 @@ class Tracker:
             rows, z = rows[ok], z[ok]
         s2 = np.concatenate((rows[:, 2:4], rows[:, 2:4]), axis=1)
         s2 *= s2
-        prior = rows[:, 8:12] / s2  # predicted position variances (cov row 0)
+        prior = rows[:, _PP] / s2  # predicted position variances
         v2 = z - rows[:, 0:4]
         v2 *= v2
         v2 /= s2
@@ -421,29 +425,21 @@ class Tracker:
         np.minimum(std, _MEAS_STD_MAX, out=std)
         self.kalman.std_meas = std
 
-    def _expire(self, mono: float, drop: npt.NDArray[np.bool_] | None) -> None:
-        """Remove lost tracks past their buffer (and rows in ``drop``)."""
-        t = self._t
-        # Any track unmatched for longer than the buffer goes, not only lost ones:
-        # a track coasting through predict-only steps (detector skipped or failing)
-        # must not live on as a drifting phantom.
-        gone = mono - t[:, _SEEN] > self.cfg.lost_buffer_s
-        if drop is not None:
-            gone |= drop
-        if not gone.any():
-            self._removed = self._pending_removed
-            self._pending_removed = _NO_IDS
-            return
-        removed = t[gone, _PID]
-        removed = removed[removed > 0].astype(np.int64)
-        if self._pending_removed.size:
-            removed = np.concatenate([self._pending_removed, removed])
-            self._pending_removed = _NO_IDS
+    def _publish_removals(self, drop: npt.NDArray[np.bool_] | None) -> None:
+        """Remove the rows in ``drop`` and publish this update's ``removed_ids``
+        (with those already removed: stale tracks, ``reset()``)."""
+        removed = self._pending_removed
+        self._pending_removed = _NO_IDS
+        if drop is not None and drop.any():
+            pids = self._t[drop, _PID]
+            pids = pids[pids > 0].astype(np.int64)
+            if pids.size:
+                removed = np.concatenate([removed, pids]) if removed.size else pids
+            self._t = self._t[~drop]
         self._removed = removed
-        self._t = t[~gone]
 
     def _predict_only(self, mono: float) -> Detections:
-        self._expire(mono, None)
+        self._publish_removals(None)
         t = self._t
         rows = t[t[:, _STATE] == _CONFIRMED]
         return Detections(
@@ -573,11 +569,10 @@ class Tracker:
         unmatched = ~matched
         t[unmatched & (state == _CONFIRMED), _STATE] = _LOST
         self._t = t
-        self._expire(
-            mono,
+        self._publish_removals(
             unmatched
             & (state == _TENTATIVE)
-            & (mono - t[:, _SEEN] > self.tentative_buffer_s),
+            & (mono - t[:, _SEEN] > self.tentative_buffer_s)
         )
 
         # Births from unmatched high-score detections.
