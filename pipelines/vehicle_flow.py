@@ -561,10 +561,10 @@ class VehicleFlowPipeline:
                 # Held since an earlier frame (and checked then): counted now,
                 # unless the same road user was counted meanwhile (a rider and a
                 # bicycle that jumped over the line a frame apart).
-                if not self._double_detection(crossing, tids, boxes):
+                if not self._same_road_user(crossing, tids, boxes):
                     events.extend(self._release(crossing, cid))
                 continue
-            if self._double_detection(crossing, tids, boxes):
+            if self._same_road_user(crossing, tids, boxes):
                 log.debug(
                     "vehicle_flow %s: crossing of %d is a second box of a counted "
                     "object",
@@ -1104,18 +1104,21 @@ class VehicleFlowPipeline:
         hit = (ious >= LINK_IOU) & (last < born) & (born - last <= _SWITCH_GAP_S)
         return frozenset(int(t) for t in ids[hit])
 
-    def _double_detection(
+    def _same_road_user(
         self,
         c: Crossing,
         tids: npt.NDArray[np.int64],
         boxes: npt.NDArray[np.float64],
     ) -> bool:
-        """Whether a visible track that already crossed this way has the same box.
+        """Whether a visible track that already crossed this way is the same road
+        user (then this crossing is not counted).
 
         Class-wise NMS can leave two boxes on one vehicle (car + truck) that the
         tracker follows as two tracks; they cross together with nearly identical
         boxes (IoU ≥ :data:`DUPLICATE_IOU`), which two real vehicles side by side
-        never have.
+        never have. A rider and the two-wheeler under them overlap by
+        :data:`RIDER_OVERLAP` of the smaller box; when the rider was counted first,
+        that count is re-labelled as the two-wheeler (:meth:`_relabel`).
         """
         others = {
             r.tracker_id: r.class_name
