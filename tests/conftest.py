@@ -90,3 +90,20 @@ def postgres_url() -> str:
             pytest.fail(msg + " - required when CI is set")
         pytest.skip(msg)
     return url
+
+
+@pytest.fixture
+def saved_occupancy() -> dict[str, object]:
+    """A valid saved occupancy state (``OccupancyPipeline.snapshot()`` JSON) of rule
+    ``occ`` on camera ``lot``, for the state-store and occupancy restore tests."""
+    return {
+        "version": 1,
+        "rule_id": "occ",
+        "day_start": "2026-06-01T07:00:00Z",
+        "occupancy": 2,
+        "entered": 3,
+        "exited": 1,
+        "event_id": "6f1c1d2e-8a4b-4c3d-9e2f-0a1b2c3d4e5f",
+        "revision": 4,
+        "camera_id": "lot",
+    }

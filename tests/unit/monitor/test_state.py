@@ -26,17 +26,6 @@ CAMERA = CameraConfig.model_validate(
         },
     }
 )
-SAVED = {
-    "version": 1,
-    "rule_id": "occ",
-    "day_start": "2026-06-01T07:00:00Z",
-    "occupancy": 2,
-    "entered": 3,
-    "exited": 1,
-    "event_id": "6f1c1d2e-8a4b-4c3d-9e2f-0a1b2c3d4e5f",
-    "revision": 4,
-    "camera_id": "lot",
-}
 
 
 def _file(path: Path, rules: dict, **top) -> Path:
@@ -51,9 +40,12 @@ def test_only_stateful_pipelines_have_keys() -> None:
     assert keys == [None, None, "occupancy:occ"]
 
 
-def test_round_trip_and_change_only_writes(tmp_path: Path) -> None:
+def test_round_trip_and_change_only_writes(
+    tmp_path: Path, saved_occupancy: dict
+) -> None:
     path = _file(
-        tmp_path / "lot.json", {"occupancy:occ": SAVED, "occupancy:gone": SAVED}
+        tmp_path / "lot.json",
+        {"occupancy:occ": saved_occupancy, "occupancy:gone": saved_occupancy},
     )
     pipes = build_pipelines(CAMERA, COCO_CLASSES)
     store = RuleStateStore(path, "lot")
@@ -64,7 +56,7 @@ def test_round_trip_and_change_only_writes(tmp_path: Path) -> None:
     assert store.save(pipes) and not store.save(pipes)
     assert store.writes == 1
     data = json.loads(path.read_text())
-    assert data["rules"] == {"occupancy:occ": SAVED}
+    assert data["rules"] == {"occupancy:occ": saved_occupancy}
     occ.occupancy = 1
     assert (
         store.save(pipes)
@@ -105,20 +97,24 @@ def test_unusable_file_is_set_aside_not_lost(
     assert not path.exists()
 
 
-def test_bad_rule_state_is_ignored_per_rule(tmp_path: Path) -> None:
-    path = _file(tmp_path / "lot.json", {"occupancy:occ": {**SAVED, "occupancy": -5}})
+def test_bad_rule_state_is_ignored_per_rule(
+    tmp_path: Path, saved_occupancy: dict
+) -> None:
+    path = _file(
+        tmp_path / "lot.json", {"occupancy:occ": {**saved_occupancy, "occupancy": -5}}
+    )
     pipes = build_pipelines(CAMERA, COCO_CLASSES)
     assert RuleStateStore(path, "lot").restore(pipes) == 0
     assert pipes[-1].occupancy == 0
 
 
 def test_unwritable_directory_keeps_the_camera_running(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, saved_occupancy: dict
 ) -> None:
     blocker = tmp_path / "state"
     blocker.write_text("a file where the directory should be")
     pipes = build_pipelines(CAMERA, COCO_CLASSES)
-    pipes[-1].restore(SAVED)
+    pipes[-1].restore(saved_occupancy)
     store = RuleStateStore(blocker / "lot.json", "lot")
     with caplog.at_level(logging.WARNING, logger="monitor.state"):
         assert not store.save(pipes)

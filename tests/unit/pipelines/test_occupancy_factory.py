@@ -213,19 +213,11 @@ def test_restored_day_that_is_over_ends_at_its_reset(rt, tmp_path) -> None:
         ({"event_id": "not-a-uuid"}, "bad uuid"),
     ],
 )
-def test_bad_saved_occupancy_is_ignored(change: dict, why: str) -> None:
+def test_bad_saved_occupancy_is_ignored(
+    change: dict, why: str, saved_occupancy: dict
+) -> None:
     occ = build_pipelines(CAMERA, COCO_CLASSES)[-1]
-    good = {
-        "version": 1,
-        "rule_id": "occ",
-        "day_start": "2026-06-01T07:00:00Z",
-        "occupancy": 2,
-        "entered": 3,
-        "exited": 1,
-        "event_id": "6f1c1d2e-8a4b-4c3d-9e2f-0a1b2c3d4e5f",
-        "revision": 4,
-        "camera_id": "lot",
-    }
+    good = saved_occupancy
     assert build_pipelines(CAMERA, COCO_CLASSES)[-1].restore(good), "control"
     assert not occ.restore({**good, **change}), why
     assert occ.occupancy == 0 and occ.event_id is None
