@@ -7,13 +7,19 @@ that need this implement ``snapshot() -> dict | None`` and ``restore(dict) -> bo
 the worker keeps their snapshots in ``<data_dir>/state/<camera>.json``:
 
     {"version": 1, "camera_id": "lot", "rules": {"occupancy:lot-a": {...}},
-     "open_events": {"<event uuid>": {<the event's last message>}}}
+     "open_events": {"<event uuid>": {<the event's last message>}},
+     "tracker": {"next_id": 412}, "frame_ts": 1780000000.123}
 
 ``open_events`` are the events that had started and not ended (a loitering visit, a
-crowd, a count bucket) when the file was written. The pipelines that raised them are
-gone after a restart, so nothing would ever end them and the review queue would show
-them as ongoing forever: the new worker ends each one with its last known numbers
-(:meth:`RuleStateStore.orphans`).
+crowd, a count bucket) when the file was written. A pipeline that restores itself
+continues its own (:meth:`RuleStateStore.claimed`: loitering visits); nothing would
+ever end the others, and the review queue would show them as ongoing forever, so the
+new worker ends each one with its last known numbers (:meth:`RuleStateStore.orphans`).
+
+``tracker.next_id`` keeps track ids unique across restarts (an id in an event is
+never handed to another object), and ``frame_ts`` (epoch seconds of the last frame
+when the file was written, not itself a reason to write) tells the new worker how
+long the restart left the camera unwatched.
 
 Writes are atomic (temporary file + ``os.replace``) and happen only when a snapshot
 changed. A file that cannot be read or parsed is moved aside to ``*.corrupt-<time>``
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -67,8 +74,13 @@ class RuleStateStore:
         self.camera_id = camera_id
         self._saved: dict[str, Any] = {}
         self._saved_open: dict[str, Any] = {}
+        self._saved_tracker: dict[str, Any] | None = None
         self._orphans: list[Event] = []
+        self._claimed: dict[str, Event] = {}
         self.writes = 0
+        #: From the loaded file: the tracker's next id and the last frame's time.
+        self.next_id: int | None = None
+        self.frame_ts: float | None = None
 
     def load(self) -> dict[str, Any]:
         """Saved snapshots by pipeline key ({} when there are none or they are bad)."""
@@ -122,6 +134,22 @@ class RuleStateStore:
         rules: dict[str, Any] = data["rules"]
         self._saved = dict(rules)
         self._saved_open = dict(data.get("open_events", {}))
+        self.next_id, self.frame_ts = None, None
+        tracker = data.get("tracker")
+        next_id = tracker.get("next_id") if isinstance(tracker, dict) else None
+        if type(next_id) is int and 1 <= next_id < 2**62:
+            self.next_id = next_id
+            self._saved_tracker = {"next_id": next_id}
+        elif tracker is not None:
+            log.warning(
+                "camera %s: ignoring bad tracker state in %s: %r",
+                self.camera_id,
+                self.path,
+                tracker,
+            )
+        frame_ts = data.get("frame_ts")
+        if isinstance(frame_ts, int | float) and math.isfinite(frame_ts):
+            self.frame_ts = float(frame_ts)
         self._orphans = []
         for key, raw_ev in self._saved_open.items():
             try:
@@ -164,25 +192,53 @@ class RuleStateStore:
         self._orphans = []
         return out
 
-    def restore(self, pipelines: Sequence[Any]) -> int:
-        """Hand each stateful pipeline its saved snapshot; returns how many took it."""
+    def restore(self, pipelines: Sequence[Any], tracker: Any | None = None) -> int:
+        """Hand each stateful pipeline its saved snapshot; returns how many took it.
+
+        Args:
+            pipelines: The camera's pipelines.
+            tracker: The camera's tracker (:class:`monitor.tracker.Tracker`): its
+                ids continue after the saved ones.
+        """
         saved = self.load()
         taken = 0
+        claimed: set[str] = set()
         for p in pipelines:
             key = pipeline_key(p)
             if key is not None and key in saved and p.restore(saved[key]):
                 taken += 1
+                events = getattr(p, "restored_events", None)
+                if callable(events):
+                    claimed |= set(events())
+        if tracker is not None and self.next_id is not None:
+            tracker.next_id = self.next_id
+        self._claimed = {
+            str(ev.event_id): ev for ev in self._orphans if str(ev.event_id) in claimed
+        }
+        self._orphans = [ev for ev in self._orphans if str(ev.event_id) not in claimed]
         # Keys of rules no longer configured are dropped on the next save.
         return taken
 
+    def claimed(self) -> dict[str, Event]:
+        """The saved open events a restored pipeline continues, by event id (their
+        last messages: the worker keeps them open until the pipeline moves on)."""
+        return dict(self._claimed)
+
     def save(
-        self, pipelines: Sequence[Any], open_events: dict[str, Event] | None = None
+        self,
+        pipelines: Sequence[Any],
+        open_events: dict[str, Event] | None = None,
+        tracker: Any | None = None,
+        frame_ts: float | None = None,
     ) -> bool:
         """Write the pipelines' snapshots and the open events if they changed.
 
         Args:
             pipelines: The camera's pipelines (those with ``snapshot()`` are saved).
             open_events: The last message of each event still open, by event id.
+            tracker: The camera's tracker (its next id is saved).
+            frame_ts: Epoch seconds of the last frame processed (written along,
+                never a reason to write).
 
         Returns:
             Whether it wrote the file.
@@ -198,17 +254,24 @@ class RuleStateStore:
         opened = {
             k: ev.model_dump(mode="json") for k, ev in (open_events or {}).items()
         }
-        if rules == self._saved and opened == self._saved_open:
+        tracked = {"next_id": int(tracker.next_id)} if tracker is not None else None
+        if (
+            rules == self._saved
+            and opened == self._saved_open
+            and tracked == self._saved_tracker
+        ):
             return False
-        body = json.dumps(
-            {
-                "version": _VERSION,
-                "camera_id": self.camera_id,
-                "rules": rules,
-                "open_events": opened,
-            },
-            sort_keys=True,
-        ).encode()
+        doc: dict[str, Any] = {
+            "version": _VERSION,
+            "camera_id": self.camera_id,
+            "rules": rules,
+            "open_events": opened,
+        }
+        if tracked is not None:
+            doc["tracker"] = tracked
+        if frame_ts is not None and math.isfinite(frame_ts):
+            doc["frame_ts"] = round(float(frame_ts), 3)
+        body = json.dumps(doc, sort_keys=True).encode()
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -226,5 +289,6 @@ class RuleStateStore:
             return False
         self._saved = rules
         self._saved_open = opened
+        self._saved_tracker = tracked
         self.writes += 1
         return True

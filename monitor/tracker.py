@@ -176,6 +176,20 @@ class Tracker:
         """Tracks held internally (tentative, confirmed and lost)."""
         return int(self._t.shape[0])
 
+    @property
+    def next_id(self) -> int:
+        """The public id the next confirmed track will get."""
+        return self._next_id
+
+    @next_id.setter
+    def next_id(self, value: int) -> None:
+        # Only forward: ids are never reused, also across a worker restart (the
+        # worker saves this with the rule state and sets it back on start).
+        value = int(value)
+        if value < 1 or value >= 2**62:
+            raise ValueError(f"next_id must be in [1, 2**62), got {value}")
+        self._next_id = max(self._next_id, value)
+
     def pause(self, seconds: float) -> None:
         """Leave ``seconds`` out of every track's clock (a camera outage).
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 import signal
 import threading
@@ -55,6 +56,9 @@ _RESTORED_KINDS = {EventKind.OCCUPANCY}
 #: Longest camera outage (s) left out of tracks' and rules' clocks on reconnect
 #: (:func:`bridge_outage`); RTSP reconnects take a few seconds.
 MAX_OUTAGE_BRIDGE_S = 30.0
+#: Seconds between rule-state saves when nothing but open visits changed (events
+#: save at once): what a crash can lose of a visit's dwell.
+STATE_SAVE_S = 1.0
 _EVIDENCE_STATES = {EventState.START, EventState.INSTANT}
 
 
@@ -196,6 +200,7 @@ def run_camera(
     # A camera outage between two frames is left out of tracks' and rules' clocks.
     offline_since_frame = False
     last_frame_mono: float | None = None
+    last_frame_ts = 0.0
     rate_out = _Rate()
     source = parts.source
 
@@ -224,8 +229,15 @@ def run_camera(
         else:
             open_events.pop(key, None)
 
+    # After a restart: the first frame's gap to the previous worker's last one is
+    # bridged like a camera outage (restored visits continue, see bridge_outage).
+    restart_from_ts: float | None = None
+    last_save = -math.inf
     if parts.state is not None:
-        # End what the previous worker left open (its pipelines are gone).
+        restart_from_ts = parts.state.frame_ts
+        # Events a restored pipeline continues stay open; it sends their next
+        # message. The previous worker's other open events are ended now.
+        open_events.update(parts.state.claimed())
         orphans = parts.state.orphans()
         for ev in orphans:
             emit(ev)
@@ -304,8 +316,11 @@ def run_camera(
         rate_out.tick(time.monotonic())
         if offline_since_frame and last_frame_mono is not None:
             bridge_outage(camera, parts, frame.mono - last_frame_mono)
+        elif restart_from_ts is not None:
+            bridge_outage(camera, parts, frame.ts - restart_from_ts, "restarted")
+        restart_from_ts = None
         offline_since_frame = False
-        last_frame_mono = frame.mono
+        last_frame_mono, last_frame_ts = frame.mono, frame.ts
         try:
             events = _process_frame(camera, parts, frame, stats, model_sha256)
         except Exception:  # noqa: BLE001 - one bad frame must not kill the camera
@@ -318,14 +333,21 @@ def run_camera(
         for ev in events:
             emit(ev)
             track_open(ev)
-        if events and parts.state is not None:
-            # Occupancy and open events must survive a restart; writes on change.
-            parts.state.save(parts.pipelines, open_events)
+        if parts.state is not None and (
+            events or frame.mono - last_save >= STATE_SAVE_S
+        ):
+            # Occupancy, open visits and events must survive a restart; the store
+            # writes only on change.
+            parts.state.save(parts.pipelines, open_events, parts.tracker, frame.ts)
+            last_save = frame.mono
         if observer is not None:
             observer(frame, events)
         if parts.evidence is not None:
             for ev in parts.evidence.poll():
                 emit(ev)
+    if parts.state is not None and last_frame_mono is not None:
+        # A clean stop (upgrade, config change) keeps the last second too.
+        parts.state.save(parts.pipelines, open_events, parts.tracker, last_frame_ts)
     heartbeat(time.monotonic(), CameraState.STOPPED)
     log.info(
         "camera %s: stopped after %d frames, %d events",
@@ -352,11 +374,15 @@ def next_period(camera: CameraConfig, plan: Plan | None, reason: str = "") -> fl
     return 1.0 / fps
 
 
-def bridge_outage(camera: CameraConfig, parts: WorkerParts, gap_s: float) -> float:
+def bridge_outage(
+    camera: CameraConfig, parts: WorkerParts, gap_s: float, why: str = "offline"
+) -> float:
     """Leave a camera outage out of the tracker's and the rules' clocks.
 
     Called on the first frame after the source was offline, with the time since the
-    last frame before it. The outage (the gap less one sampling period) is paused
+    last frame before it, and on a restarted worker's first frame, with the time
+    since the previous worker's last saved frame (``why="restarted"``; its restored
+    loitering visits are then taken over by new tracks). The outage (the gap less one sampling period) is paused
     out of the tracker (:meth:`monitor.tracker.Tracker.pause`) and of every pipeline
     that has a ``pause(seconds)`` (loitering, crowding), so a person still in a zone
     after an RTSP reconnect continues their visit and event instead of an "ended"
@@ -372,9 +398,10 @@ def bridge_outage(camera: CameraConfig, parts: WorkerParts, gap_s: float) -> flo
         return 0.0
     if blind > MAX_OUTAGE_BRIDGE_S:
         log.info(
-            "camera %s: back after %.0f s offline; tracks and visits start afresh",
+            "camera %s: back after %.0f s %s; tracks and visits start afresh",
             camera.id,
             gap_s,
+            why,
         )
         return 0.0
     parts.tracker.pause(blind)
@@ -383,10 +410,11 @@ def bridge_outage(camera: CameraConfig, parts: WorkerParts, gap_s: float) -> flo
         if callable(pause):
             pause(blind)
     log.info(
-        "camera %s: back after %.1f s offline; the gap is left out of tracks and "
+        "camera %s: back after %.1f s %s; the gap is left out of tracks and "
         "dwell times",
         camera.id,
         gap_s,
+        why,
     )
     return blind
 
@@ -511,7 +539,7 @@ def build_parts(
         from monitor.state import RuleStateStore
 
         store = RuleStateStore(state_path(app, camera.id), camera.id)
-        if store.restore(parts.pipelines):
+        if store.restore(parts.pipelines, parts.tracker):
             log.info("camera %s: rule state restored from %s", camera.id, store.path)
         parts.state = store
     if camera.gating.mode != "full":

@@ -18,6 +18,13 @@ Definitions (all durations from ``frame.mono``, wall-clock seconds, never frames
   visiting track's last in-zone observation, and within ``reid_distance`` × frame
   diagonal of its last anchor, while that track is not visible, takes over the visit
   (and its event): dwell continues instead of restarting.
+* **Worker restart**: :meth:`LoiteringPipeline.snapshot` keeps the open visits (and
+  their events) in the camera's state file; after a restart
+  :meth:`LoiteringPipeline.restore` brings them back as vanished visitors, so the
+  new tracker's track for a person still standing there takes the visit over by the
+  id-switch rule above: one visit, one event. The worker pauses the restart out of
+  the clocks as it does a camera outage; a visit nobody takes over ends after
+  ``grace_s`` with its own event's ``end``.
 
 State is a struct of NumPy columns (one row per track); only rows that produce an
 event are touched in Python.
@@ -33,10 +40,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.rules import LoiteringRuleConfig
 from config.schema import ZoneConfig
-from monitor.events import Event, EventKind, EventState, LoiteringPayload
+from monitor.events import Event, EventKind, EventState, LoiteringPayload, Severity
 from monitor.types import Detections, Frame, anchor_points
 from monitor.zones import PolygonZone, lookup_rows, select_births, select_tracks
 from pipelines.schedule import Scheduler, utc_datetime
@@ -48,6 +56,48 @@ log = logging.getLogger(__name__)
 # Rows of tracks unseen this long past grace/cooldown are dropped even if the
 # tracker never reported their removal (bounded memory).
 _STALE_S = 30.0
+
+
+class SavedLoiteringEvent(BaseModel):
+    """An open loitering event in a :class:`LoiteringState`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: uuid.UUID
+    revision: int = Field(ge=0, le=1_000_000)
+    started_at: float = Field(allow_inf_nan=False, description="Epoch seconds")
+    last_msg_ts: float = Field(allow_inf_nan=False, description="Epoch seconds")
+    threshold_s: float = Field(ge=0, allow_inf_nan=False)
+    severity: Severity
+    schedule: str | None = Field(None, max_length=200)
+
+
+class SavedVisit(BaseModel):
+    """One open visit in a :class:`LoiteringState` (times in epoch seconds,
+    positions relative to the frame size)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tracker_id: int = Field(ge=0)
+    class_id: int = Field(ge=0, le=100_000)
+    anchor: tuple[float, float] = Field(description="Relative x, y")
+    box: tuple[float, float, float, float] = Field(description="Relative xyxy")
+    visit_ts: float = Field(allow_inf_nan=False, description="Visit start")
+    last_in_ts: float = Field(allow_inf_nan=False, description="Last in-zone frame")
+    last_seen_ts: float = Field(allow_inf_nan=False, description="Last frame at all")
+    event: SavedLoiteringEvent | None = None
+
+
+class LoiteringState(BaseModel):
+    """What survives a worker restart: the open visits (version 1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(1, ge=1, le=1)
+    rule_id: str = Field(min_length=1, max_length=200)
+    camera_id: str = Field("", max_length=200)
+    ts: float = Field(allow_inf_nan=False, description="Epoch s of the last frame")
+    visits: tuple[SavedVisit, ...] = Field((), max_length=10_000)
 
 
 @dataclass(slots=True)
@@ -110,6 +160,7 @@ class LoiteringPipeline:
         self._wh: tuple[int, int] | None = None
         self._reid_px = 0.0
         self._last_mono: float | None = None
+        self._last_ts: float | None = None
         self._camera_id = ""
         self.reset()
 
@@ -131,6 +182,14 @@ class LoiteringPipeline:
         self.ay = empty  # last anchor y, px
         self.open: dict[int, _Open] = {}
         self._last_mono = None
+        self._last_ts = None
+        # Visits restored after a restart, waiting for the first frame's clocks
+        # (restore()), the outage paused out before it, and the tracker id each
+        # restored row reports until a new track takes it over (rows use negative
+        # placeholder ids so no new track can collide with them).
+        self._restored: LoiteringState | None = None
+        self._restored_pause = 0.0
+        self._placeholder: dict[int, int] = {}
 
     def pause(self, seconds: float) -> None:
         """Leave ``seconds`` out of every duration (a camera outage).
@@ -147,12 +206,162 @@ class LoiteringPipeline:
         seconds = float(seconds)
         if not math.isfinite(seconds) or seconds <= 0.0:
             return
+        if self._restored is not None:
+            self._restored_pause += seconds
         for name in ("first_in", "last_in", "last_seen", "visit", "cooldown"):
             setattr(self, name, getattr(self, name) + seconds)
         for ev in self.open.values():
             ev.last_msg += seconds
         if self._last_mono is not None:
             self._last_mono += seconds
+
+    # ------------------------------------------------------------ restarts
+    def snapshot(self) -> dict[str, object] | None:
+        """The open visits to keep across a worker restart (JSON-safe), or None.
+
+        Pending presence runs (not yet a visit) and cooldowns are not kept: a new
+        worker's tracks are new objects to it. Times are epoch seconds (the
+        monotonic clock does not survive a reboot) and positions are relative to
+        the frame, so the state is independent of both.
+        """
+        if self._restored is not None:
+            # Not yet taken up by a frame: keep what was restored.
+            return self._restored.model_dump(mode="json")
+        rows = np.flatnonzero(~np.isnan(self.visit))
+        if not rows.size or self._last_mono is None or self._last_ts is None:
+            return None
+        w, h = self._wh or (1, 1)
+        scale = np.array([w, h, w, h], dtype=np.float64)
+        mono, ts = self._last_mono, self._last_ts
+        visits = []
+        for i in rows:
+            tid = int(self.ids[i])
+            ev = self.open.get(tid)
+            saved_ev = None
+            if ev is not None:
+                saved_ev = SavedLoiteringEvent(
+                    event_id=ev.event_id,
+                    revision=max(ev.revision, 0),
+                    started_at=round(ev.started_at, 3),
+                    last_msg_ts=round(ts - (mono - ev.last_msg), 3),
+                    threshold_s=ev.threshold_s,
+                    severity=Severity(ev.severity),
+                    schedule=ev.schedule,
+                )
+            visits.append(
+                SavedVisit(
+                    tracker_id=max(self._placeholder.get(tid, tid), 0),
+                    class_id=int(self.cls[i]),
+                    anchor=(round(self.ax[i] / w, 5), round(self.ay[i] / h, 5)),
+                    box=tuple(np.round(self.box[i] / scale, 5).tolist()),  # type: ignore[arg-type]
+                    visit_ts=round(ts - (mono - self.visit[i]), 3),
+                    last_in_ts=round(float(self.last_in_ts[i]), 3),
+                    last_seen_ts=round(ts - (mono - self.last_seen[i]), 3),
+                    event=saved_ev,
+                )
+            )
+        return LoiteringState(
+            rule_id=self.rule.id, camera_id=self._camera_id, ts=ts, visits=tuple(visits)
+        ).model_dump(mode="json")
+
+    def restore(self, state: object) -> bool:
+        """Continue the open visits of a :meth:`snapshot` taken before a restart.
+
+        Call before the first :meth:`update`. The visits come back on the first
+        frame as vanished visitors: a new track in the zone within ``grace_s`` and
+        ``reid_distance`` of one takes it over (dwell and event continue); one
+        nobody takes over ends after ``grace_s`` with an ``end`` of its own event.
+        Bad or foreign state is logged and ignored.
+
+        Args:
+            state: A dict as returned by :meth:`snapshot`.
+
+        Returns:
+            Whether the state was taken.
+        """
+        try:
+            st = LoiteringState.model_validate(state)
+        except ValidationError as exc:
+            log.warning(
+                "loitering %s: ignoring saved state: %s",
+                self.rule.id,
+                str(exc).replace("\n", "; ")[:500],
+            )
+            return False
+        if st.rule_id != self.rule.id:
+            log.warning(
+                "loitering %s: ignoring saved state of rule %r",
+                self.rule.id,
+                st.rule_id,
+            )
+            return False
+        self.reset()
+        self._restored = st
+        if st.camera_id:
+            self._camera_id = st.camera_id
+        log.info(
+            "loitering %s: restored %d open visit(s) (%d with an event)",
+            self.rule.id,
+            len(st.visits),
+            len(self.restored_events()),
+        )
+        return True
+
+    def restored_events(self) -> set[str]:
+        """Ids of the saved open events this pipeline continues after
+        :meth:`restore` (the worker must not end them as orphans)."""
+        if self._restored is None:
+            return set()
+        return {str(v.event.event_id) for v in self._restored.visits if v.event}
+
+    def _take_up_restored(self, now: float, ts: float) -> None:
+        """Turn restored visits into state rows on the first frame after a restart.
+
+        An epoch time ``x`` becomes ``now - (ts - x)`` plus the outage paused out
+        before this frame (:meth:`pause`), so the restart itself is not dwell.
+        """
+        st, pause = self._restored, self._restored_pause
+        self._restored, self._restored_pause = None, 0.0
+        if st is None or not st.visits:
+            return
+        w, h = self._wh or (1, 1)
+        n = len(st.visits)
+        # Negative placeholder ids: the new tracker may hand out the old ids again
+        # (if its own saved next id was lost); a restored row must not match them.
+        start = min(0, int(self.ids.min()) if self.ids.size else 0)
+        ph = np.arange(start - 1, start - 1 - n, -1, dtype=np.int64)
+        cls = np.array([v.class_id for v in st.visits], dtype=np.int64)
+        boxes = np.array([v.box for v in st.visits], dtype=np.float64)
+        boxes *= np.array([w, h, w, h], dtype=np.float64)
+        self._append(ph, cls, boxes)
+        rows = np.arange(self.ids.size - n, self.ids.size)
+
+        def mono(col: list[float]) -> npt.NDArray[np.float64]:
+            return now - (ts - np.asarray(col, dtype=np.float64)) + pause
+
+        self.visit[rows] = mono([v.visit_ts for v in st.visits])
+        self.first_in[rows] = self.visit[rows]
+        self.last_in[rows] = mono([v.last_in_ts for v in st.visits])
+        self.last_in_ts[rows] = [v.last_in_ts for v in st.visits]
+        self.last_seen[rows] = mono([v.last_seen_ts for v in st.visits])
+        self.ax[rows] = [v.anchor[0] * w for v in st.visits]
+        self.ay[rows] = [v.anchor[1] * h for v in st.visits]
+        self.gone[rows] = True
+        for pid, v in zip(ph.tolist(), st.visits, strict=True):
+            self._placeholder[pid] = v.tracker_id
+            if v.event is not None:
+                e = v.event
+                self.open[pid] = _Open(
+                    event_id=e.event_id,
+                    # One revision skipped: a message sent after the last save
+                    # must not share its revision with the next one.
+                    revision=e.revision + 1,
+                    started_at=e.started_at,
+                    last_msg=float(mono([e.last_msg_ts])[0]),
+                    threshold_s=e.threshold_s,
+                    severity=e.severity.value,
+                    schedule=e.schedule,
+                )
 
     def __len__(self) -> int:
         """Rows of per-track state held (for memory-bound tests)."""
@@ -217,9 +426,11 @@ class LoiteringPipeline:
                 now,
             )
             self.reset()
-        self._last_mono = now
+        self._last_mono, self._last_ts = now, ts
         self._camera_id = frame.camera_id
         zone = self._geometry(frame)
+        if self._restored is not None:
+            self._take_up_restored(now, ts)
         try:
             tids, anchors, cls, boxes = select_tracks(
                 detections, self.class_ids, self.rule.anchor
@@ -322,6 +533,7 @@ class LoiteringPipeline:
             if drop.any():
                 for tid in self.ids[drop]:
                     self.open.pop(int(tid), None)
+                    self._placeholder.pop(int(tid), None)
                 self._keep(~drop)
         return events
 
@@ -407,6 +619,7 @@ class LoiteringPipeline:
             self.ids[i] = new
             self.gone[i] = False
             cand[i] = False
+            self._placeholder.pop(old, None)
             if old in self.open:
                 self.open[new] = self.open.pop(old)
 
@@ -418,10 +631,12 @@ class LoiteringPipeline:
         if not ended:
             ev.last_msg = float(self._last_mono or 0.0)
         cid = int(self.cls[i])
+        tid = int(self.ids[i])
         payload = LoiteringPayload(
             rule_id=self.rule.id,
             zone_id=self.zone_cfg.id,
-            tracker_id=int(self.ids[i]),
+            # A restored visit nobody took over reports its old track's id.
+            tracker_id=self._placeholder.get(tid, tid),
             class_name=(
                 self.class_names[cid] if 0 <= cid < len(self.class_names) else str(cid)
             ),

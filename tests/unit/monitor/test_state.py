@@ -37,7 +37,7 @@ def _file(path: Path, rules: dict, **top) -> Path:
 
 def test_only_stateful_pipelines_have_keys() -> None:
     keys = [pipeline_key(p) for p in build_pipelines(CAMERA, COCO_CLASSES)]
-    assert keys == [None, None, "occupancy:occ"]
+    assert keys == ["loitering:loit", None, "occupancy:occ"]
 
 
 def test_round_trip_and_change_only_writes(
@@ -172,3 +172,76 @@ def test_open_events_come_back_once_as_ends(
     assert (end.event_id, end.state, end.revision) == (ev.event_id, EventState.END, 4)
     assert end.ended_at == ev.ts and end.payload == ev.payload
     assert store2.orphans() == []  # once
+
+
+def test_tracker_ids_continue_after_a_restart(tmp_path: Path) -> None:
+    """Track ids in events are never handed to another object: the new worker's
+    tracker starts after the saved next id (it used to start at 1 again)."""
+    from monitor.tracker import Tracker
+
+    pipes = build_pipelines(CAMERA, COCO_CLASSES)
+    tracker = Tracker()
+    tracker.next_id = 412
+    store = RuleStateStore(tmp_path / "lot.json", "lot")
+    assert store.save(pipes, {}, tracker, frame_ts=1_780_000_000.25)
+    # The frame time alone is no reason to write; a new id is.
+    assert not store.save(pipes, {}, tracker, frame_ts=1_780_000_009.0)
+    tracker.next_id = 413
+    assert store.save(pipes, {}, tracker, frame_ts=1_780_000_010.5)
+    fresh = Tracker()
+    store2 = RuleStateStore(store.path, "lot")
+    store2.restore(build_pipelines(CAMERA, COCO_CLASSES), fresh)
+    assert (fresh.next_id, store2.frame_ts) == (413, 1_780_000_010.5)
+    with pytest.raises(ValueError, match="next_id"):
+        fresh.next_id = 0
+    fresh.next_id = 5  # never backwards
+    assert fresh.next_id == 413
+
+
+@pytest.mark.parametrize("tracker", [{"next_id": "9"}, {"next_id": 0}, [], {}])
+def test_bad_tracker_state_is_ignored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, tracker: object
+) -> None:
+    from monitor.tracker import Tracker
+
+    path = _file(tmp_path / "lot.json", {}, tracker=tracker, frame_ts="late")
+    fresh = Tracker()
+    store = RuleStateStore(path, "lot")
+    with caplog.at_level(logging.WARNING, logger="monitor.state"):
+        store.restore(build_pipelines(CAMERA, COCO_CLASSES), fresh)
+    assert "ignoring bad tracker state" in caplog.text
+    assert fresh.next_id == 1 and store.frame_ts is None
+
+
+def test_events_a_restored_pipeline_continues_are_not_ended(tmp_path: Path) -> None:
+    """The previous worker's open loitering event belongs to the restored visit
+    (pipelines/loitering.py restore): it is claimed, not ended as an orphan;
+    another open event still is."""
+    import numpy as np
+
+    from monitor.types import Detections, Frame
+
+    pipes = build_pipelines(CAMERA, COCO_CLASSES)
+    loit = pipes[0]
+    image = np.zeros((100, 100, 3), np.uint8)
+    det = Detections(
+        xyxy=np.array([[46.0, 40.0, 54.0, 50.0]]),
+        confidence=np.array([0.9]),
+        class_id=np.array([0]),
+        tracker_id=np.array([3]),
+    )
+    events = []
+    for k in range(130):  # 65 s in the zone at 2 frames/s: the event starts at 60 s
+        frame = Frame("lot", k, 1_780_000_000.0 + k / 2, 100.0 + k / 2, image)
+        events += loit.update(frame, det, np.zeros(0, np.int64))
+    (start,) = events
+    other = _loitering_event()
+    store = RuleStateStore(tmp_path / "lot.json", "lot")
+    opened = {str(start.event_id): start, str(other.event_id): other}
+    assert store.save(pipes, opened)
+
+    pipes2 = build_pipelines(CAMERA, COCO_CLASSES)
+    store2 = RuleStateStore(store.path, "lot")
+    assert store2.restore(pipes2) == 1
+    assert list(store2.claimed()) == [str(start.event_id)]
+    assert [e.event_id for e in store2.orphans()] == [other.event_id]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from config.rules import CrowdingRuleConfig
 from config.schema import CameraConfig, EvidenceConfig
 from config.tracker import TrackerConfig
 from monitor.events import CameraHeartbeat, Event, EventKind, EventState
@@ -350,7 +351,7 @@ def _lifetime(cam: CameraConfig, rows: list[Row], state_path: Path) -> list[Even
     from monitor.state import RuleStateStore
 
     parts, sink = make_parts(cam, rows, state=RuleStateStore(state_path, cam.id))
-    parts.state.restore(parts.pipelines)
+    parts.state.restore(parts.pipelines, parts.tracker)
     run_camera(cam, parts, threading.Event(), replay=True)
     return sink.events
 
@@ -393,8 +394,9 @@ def test_events_left_open_by_a_stopped_worker_are_ended_by_the_next(
     tmp_path: Path,
 ) -> None:
     """Bug: a loitering event open when the worker stopped (crash, upgrade) never got
-    an end, so the review queue showed it as ongoing forever. The next worker ends it
-    with its last known numbers, at the next revision, ended at its last message."""
+    an end, so the review queue showed it as ongoing forever. After a restart too
+    long to bridge (47 s) the next worker ends it on its first frame: same event, a
+    later revision, ended at the last frame the person was seen in the zone."""
 
     path = tmp_path / "state" / "cam.json"
     first, second = (
@@ -405,10 +407,65 @@ def test_events_left_open_by_a_stopped_worker_are_ended_by_the_next(
     assert len(second) == 1
     end = second[0]
     assert end.state is EventState.END and end.event_id == first[-1].event_id
-    assert end.revision == first[-1].revision + 1
-    assert end.ended_at == first[-1].ts and end.payload == first[-1].payload
+    assert end.revision > first[-1].revision
+    assert end.ended_at is not None
+    assert end.ended_at.timestamp() == pytest.approx(T0 + 3.2)
+    assert end.payload.dwell_s == pytest.approx(3.2)  # type: ignore[union-attr]
     # Ended once: a third worker has nothing left to close.
-    assert json.loads(path.read_text())["open_events"] == {}
+    saved = json.loads(path.read_text())
+    assert saved["open_events"] == {} and "loitering:loiter" not in saved["rules"]
+
+
+def test_restart_continues_open_visits_and_ends_other_open_events(
+    tmp_path: Path,
+) -> None:
+    """A worker restarted within MAX_OUTAGE_BRIDGE_S (a crash, an upgrade): the two
+    people still on the bench keep their loitering events (same ids, dwell = time
+    watched, no second start), track ids continue after the old ones, and the
+    crowd event, which is not restored, is ended and raised afresh. Before, every
+    restart ended both visits and started them again from zero dwell."""
+    cam = CAMERA.model_copy(
+        update={
+            "rules": CAMERA.rules.model_copy(
+                update={
+                    "crowding": (
+                        CrowdingRuleConfig(
+                            id="crowd", zone="bench", min_count=2, min_duration_s=1
+                        ),
+                    )
+                }
+            )
+        }
+    )
+    two = [[100.0, 80.0, 140.0, 200.0], [200.0, 80.0, 240.0, 200.0]]
+    path = tmp_path / "state" / "cam.json"
+    first = _lifetime(cam, rows_between(0, 3.0, two), path)
+    saved = json.loads(path.read_text())
+    assert saved["frame_ts"] == pytest.approx(T0 + 2.8)
+    next_id = saved["tracker"]["next_id"]
+    # Back 4.2 s after the last frame: less than the loitering grace (0.6 s) only
+    # because the restart is paused out.
+    second = _lifetime(
+        cam, rows_between(7.0, 9.0, two) + rows_between(9.0, 10.0, []), path
+    )
+
+    def by_kind(events, kind):
+        return [e for e in events if e.kind is kind]
+
+    loiter1, loiter2 = (by_kind(x, EventKind.LOITERING) for x in (first, second))
+    ids1 = {e.event_id for e in loiter1}
+    assert len(ids1) == 2 and {e.event_id for e in loiter2} == ids1
+    assert not any(e.state is EventState.START for e in loiter2)
+    ends = [e for e in loiter2 if e.state is EventState.END]
+    assert len(ends) == 2
+    # Watched 0-2.8 s, one frame interval, 7-8.8 s: 4.8 s, not 8.8 s.
+    for end in ends:
+        assert end.payload.dwell_s == pytest.approx(4.8, abs=0.01)  # type: ignore[union-attr]
+        assert end.payload.tracker_id >= next_id  # type: ignore[union-attr]
+    crowd1, crowd2 = (by_kind(x, EventKind.CROWDING) for x in (first, second))
+    (crowd_id,) = {e.event_id for e in crowd1}
+    assert [e.state for e in crowd2 if e.event_id == crowd_id] == [EventState.END]
+    assert any(e.state is EventState.START and e.event_id != crowd_id for e in crowd2)
 
 
 @pytest.mark.parametrize(

@@ -61,10 +61,15 @@ class Sim:
     """Feeds timed frames to pipelines and records ``(t, event)`` pairs."""
 
     def __init__(
-        self, pipelines: Iterable[Any], ts0: float = TS0, image: np.ndarray = IMAGE
+        self,
+        pipelines: Iterable[Any],
+        ts0: float = TS0,
+        image: np.ndarray = IMAGE,
+        mono0: float = MONO0,
     ) -> None:
         self.pipelines = list(pipelines)
         self.ts0 = ts0
+        self.mono0 = mono0
         self.image = image
         self.seq = 0
         self.log: list[tuple[float, Event]] = []
@@ -77,7 +82,7 @@ class Sim:
         births: Mapping[int, tuple[float, float, float]] | None = None,
     ) -> list[Event]:
         self.seq += 1
-        frame = Frame("cam", self.seq, self.ts0 + t, MONO0 + t, self.image)
+        frame = Frame("cam", self.seq, self.ts0 + t, self.mono0 + t, self.image)
         dets = make_dets(objs, births)
         rm = np.asarray(removed, dtype=np.int64)
         out: list[Event] = []
