@@ -317,7 +317,9 @@ def run_camera(
         if offline_since_frame and last_frame_mono is not None:
             bridge_outage(camera, parts, frame.mono - last_frame_mono)
         elif restart_from_ts is not None:
-            bridge_outage(camera, parts, frame.ts - restart_from_ts, "restarted")
+            bridge_outage(
+                camera, parts, frame.ts - restart_from_ts, "of worker restart"
+            )
         restart_from_ts = None
         offline_since_frame = False
         last_frame_mono, last_frame_ts = frame.mono, frame.ts
@@ -381,7 +383,7 @@ def bridge_outage(
 
     Called on the first frame after the source was offline, with the time since the
     last frame before it, and on a restarted worker's first frame, with the time
-    since the previous worker's last saved frame (``why="restarted"``; its restored
+    since the previous worker's last saved frame (``why="of worker restart"``; its restored
     loitering visits are then taken over by new tracks). The outage (the gap less one sampling period) is paused
     out of the tracker (:meth:`monitor.tracker.Tracker.pause`) and of every pipeline
     that has a ``pause(seconds)`` (loitering, crowding), so a person still in a zone
