@@ -383,13 +383,14 @@ def bridge_outage(
 
     Called on the first frame after the source was offline, with the time since the
     last frame before it, and on a restarted worker's first frame, with the time
-    since the previous worker's last saved frame (``why="of worker restart"``; its restored
-    loitering visits are then taken over by new tracks). The outage (the gap less one sampling period) is paused
-    out of the tracker (:meth:`monitor.tracker.Tracker.pause`) and of every pipeline
-    that has a ``pause(seconds)`` (loitering, crowding), so a person still in a zone
-    after an RTSP reconnect continues their visit and event instead of an "ended"
-    and a new "started" (unbridged, the gap exceeds ``grace_s`` and the tracker's
-    lost buffer). Outages longer than :data:`MAX_OUTAGE_BRIDGE_S` are not bridged:
+    since the previous worker's last saved frame (``why="of worker restart"``; its
+    restored loitering visits are then taken over by new tracks). The outage (the
+    gap less one sampling period) is paused out of the tracker
+    (:meth:`monitor.tracker.Tracker.pause`) and of every pipeline that has a
+    ``pause(seconds)`` (loitering, crowding), so a person still in a zone after an
+    RTSP reconnect continues their visit and event instead of an "ended" and a new
+    "started" (unbridged, the gap exceeds ``grace_s`` and the tracker's lost
+    buffer). Outages longer than :data:`MAX_OUTAGE_BRIDGE_S` are not bridged:
     after that long, whoever is there is treated as new.
 
     Returns:
