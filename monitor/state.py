@@ -12,7 +12,7 @@ the worker keeps their snapshots in ``<data_dir>/state/<camera>.json``:
 
 ``open_events`` are the events that had started and not ended (a loitering visit, a
 crowd, a count bucket) when the file was written. A pipeline that restores itself
-continues its own (:meth:`RuleStateStore.claimed`: loitering visits); nothing would
+continues its own (:meth:`RuleStateStore.claimed`: loitering visits, crowds); nothing would
 ever end the others, and the review queue would show them as ongoing forever, so the
 new worker ends each one with its last known numbers (:meth:`RuleStateStore.orphans`).
 

@@ -13,6 +13,12 @@ One *episode* per group, not one event per frame:
 
 ``count`` is the number of tracked objects of the rule's classes whose anchor is in
 the zone on that frame; durations come from ``frame.mono``.
+
+An episode survives a worker restart (:meth:`CrowdingPipeline.snapshot` /
+:meth:`~CrowdingPipeline.restore`, epoch times in the camera's state file): the new
+worker's first frames continue it (same event) when the group is still there, or end
+it after ``grace_s`` when it is not. The worker pauses a short restart out of the
+clocks as it does a camera outage.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.rules import CrowdingRuleConfig
 from config.schema import ZoneConfig
@@ -38,6 +45,28 @@ log = logging.getLogger(__name__)
 
 UPDATE_S = 30.0
 """Seconds between periodic ``update`` messages of an open crowding episode."""
+
+
+class CrowdingState(BaseModel):
+    """What survives a worker restart: the open episode (version 1; epoch seconds)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(1, ge=1, le=1)
+    rule_id: str = Field(min_length=1, max_length=200)
+    camera_id: str = Field("", max_length=200)
+    ts: float = Field(allow_inf_nan=False, description="Last frame")
+    since_ts: float = Field(allow_inf_nan=False, description="Episode start")
+    last_above_ts: float = Field(allow_inf_nan=False)
+    max_count: int = Field(ge=0, le=100_000)
+    last_count: int = Field(ge=0, le=100_000)
+    last_ids: tuple[int, ...] = Field((), max_length=100_000)
+    event_id: uuid.UUID | None = None
+    revision: int = Field(-1, ge=-1, le=1_000_000)
+    started_at: float = Field(0.0, allow_inf_nan=False)
+    last_msg_ts: float = Field(0.0, allow_inf_nan=False)
+    severity: Severity = Severity.MEDIUM
+    schedule: str | None = Field(None, max_length=200)
 
 
 class CrowdingPipeline:
@@ -71,6 +100,7 @@ class CrowdingPipeline:
         )
         self._zone: PolygonZone | None = None
         self._wh: tuple[int, int] | None = None
+        self._camera_id = ""
         self.reset()
 
     def reset(self) -> None:
@@ -88,6 +118,11 @@ class CrowdingPipeline:
         self.severity = Severity.MEDIUM
         self.schedule: str | None = None
         self._last_mono: float | None = None
+        self._last_ts: float | None = None
+        # An episode restored after a restart, waiting for the first frame's clocks,
+        # and the outage paused out before it.
+        self._restored: CrowdingState | None = None
+        self._restored_pause = 0.0
 
     def pause(self, seconds: float) -> None:
         """Leave ``seconds`` out of the episode's clocks (a camera outage): the
@@ -99,11 +134,110 @@ class CrowdingPipeline:
         seconds = float(seconds)
         if not math.isfinite(seconds) or seconds <= 0.0:
             return
+        if self._restored is not None:
+            self._restored_pause += seconds
         self.since += seconds
         self.last_above += seconds
         self.last_msg += seconds
         if self._last_mono is not None:
             self._last_mono += seconds
+
+    def snapshot(self) -> dict[str, object] | None:
+        """The open episode to keep across a worker restart (JSON-safe), or None."""
+        if self._restored is not None:
+            return self._restored.model_dump(mode="json")
+        if math.isnan(self.since) or self._last_mono is None or self._last_ts is None:
+            return None
+        mono, ts = self._last_mono, self._last_ts
+
+        def epoch(t: float) -> float:
+            return round(ts - (mono - t), 3)
+
+        return CrowdingState(
+            rule_id=self.rule.id,
+            camera_id=self._camera_id,
+            ts=ts,
+            since_ts=epoch(self.since),
+            last_above_ts=round(self.last_above_ts, 3),
+            max_count=self.max_count,
+            last_count=self.last_count,
+            last_ids=self.last_ids,
+            event_id=self.event_id,
+            revision=self.revision,
+            started_at=round(self.started_at, 3),
+            last_msg_ts=epoch(self.last_msg) if self.event_id is not None else 0.0,
+            severity=Severity(self.severity),
+            schedule=self.schedule,
+        ).model_dump(mode="json")
+
+    def restore(self, state: object) -> bool:
+        """Continue the episode of a :meth:`snapshot` taken before a restart.
+
+        Call before the first :meth:`update`; bad or foreign state is logged and
+        ignored.
+
+        Args:
+            state: A dict as returned by :meth:`snapshot`.
+
+        Returns:
+            Whether the state was taken.
+        """
+        try:
+            st = CrowdingState.model_validate(state)
+        except ValidationError as exc:
+            log.warning(
+                "crowding %s: ignoring saved state: %s",
+                self.rule.id,
+                str(exc).replace("\n", "; ")[:500],
+            )
+            return False
+        if st.rule_id != self.rule.id:
+            log.warning(
+                "crowding %s: ignoring saved state of rule %r",
+                self.rule.id,
+                st.rule_id,
+            )
+            return False
+        self.reset()
+        self._restored = st
+        self._camera_id = st.camera_id
+        log.info(
+            "crowding %s: restored an episode of %d (%s)",
+            self.rule.id,
+            st.max_count,
+            "with an event" if st.event_id else "no event yet",
+        )
+        return True
+
+    def restored_events(self) -> set[str]:
+        """Id of the saved open event this pipeline continues after :meth:`restore`."""
+        st = self._restored
+        return {str(st.event_id)} if st is not None and st.event_id else set()
+
+    def _take_up_restored(self, now: float, ts: float) -> None:
+        """Turn a restored episode into clocks on the first frame after a restart
+        (epoch ``x`` -> ``now - (ts - x)`` + the outage paused out before it)."""
+        st, pause = self._restored, self._restored_pause
+        self._restored, self._restored_pause = None, 0.0
+        if st is None:
+            return
+
+        def mono(x: float) -> float:
+            return now - (ts - x) + pause
+
+        self.since = mono(st.since_ts)
+        self.last_above, self.last_above_ts = mono(st.last_above_ts), st.last_above_ts
+        self.max_count, self.last_count = st.max_count, st.last_count
+        self.last_ids = st.last_ids
+        if st.event_id is not None:
+            self.event_id = st.event_id
+            # One revision skipped: a message sent after the last save must not
+            # share its revision with the next one.
+            self.revision = st.revision + 1
+            self.started_at = st.started_at
+            self.last_msg = mono(st.last_msg_ts)
+            self.severity = st.severity
+            self.schedule = st.schedule
 
     def update(
         self,
@@ -122,8 +256,17 @@ class CrowdingPipeline:
         if self._last_mono is not None and now < self._last_mono:
             log.warning("crowding %s: monotonic time went backwards", self.rule.id)
             self.reset()
-        self._last_mono = now
+        self._last_mono, self._last_ts = now, ts
         self._camera_id = frame.camera_id
+        events: list[Event] = []
+        if self._restored is not None:
+            self._take_up_restored(now, ts)
+            if not math.isnan(self.since) and now - self.last_above > self.rule.grace_s:
+                # Back after longer than grace (a restart not bridged): the group
+                # seen now is a new episode, the restored one is over.
+                if self.event_id is not None:
+                    events.append(self._message(ts, EventState.END, now))
+                self.since, self.event_id = math.nan, None
         wh = frame.resolution_wh
         if self._zone is None or wh != self._wh:
             self._zone = PolygonZone.from_relative(self.zone_cfg.polygon, wh)
@@ -137,7 +280,6 @@ class CrowdingPipeline:
             tids, anchors = np.zeros(0, np.int64), np.zeros((0, 2))
         inside = self._zone.trigger(anchors)
         count = int(np.count_nonzero(inside))
-        events: list[Event] = []
 
         if count >= self.rule.min_count:
             if math.isnan(self.since):

@@ -420,10 +420,11 @@ def test_restart_continues_open_visits_and_ends_other_open_events(
     tmp_path: Path,
 ) -> None:
     """A worker restarted within MAX_OUTAGE_BRIDGE_S (a crash, an upgrade): the two
-    people still on the bench keep their loitering events (same ids, dwell = time
-    watched, no second start), track ids continue after the old ones, and the
-    crowd event, which is not restored, is ended and raised afresh. Before, every
-    restart ended both visits and started them again from zero dwell."""
+    people still on the bench keep their loitering events and the group its crowd
+    event (same ids, durations = time watched, no second start), and track ids
+    continue after the old ones. An open event no restored pipeline claims (here
+    one of a rule since removed from the config) is ended. Before, every restart
+    ended all three events and started them again from zero."""
     cam = CAMERA.model_copy(
         update={
             "rules": CAMERA.rules.model_copy(
@@ -443,10 +444,13 @@ def test_restart_continues_open_visits_and_ends_other_open_events(
     saved = json.loads(path.read_text())
     assert saved["frame_ts"] == pytest.approx(T0 + 2.8)
     next_id = saved["tracker"]["next_id"]
+    stray = _open_event_of_removed_rule()
+    saved["open_events"][str(stray.event_id)] = stray.model_dump(mode="json")
+    path.write_text(json.dumps(saved))
     # Back 4.2 s after the last frame: less than the loitering grace (0.6 s) only
     # because the restart is paused out.
     second = _lifetime(
-        cam, rows_between(7.0, 9.0, two) + rows_between(9.0, 10.0, []), path
+        cam, rows_between(7.0, 9.0, two) + rows_between(9.0, 12.5, []), path
     )
 
     def by_kind(events, kind):
@@ -454,9 +458,10 @@ def test_restart_continues_open_visits_and_ends_other_open_events(
 
     loiter1, loiter2 = (by_kind(x, EventKind.LOITERING) for x in (first, second))
     ids1 = {e.event_id for e in loiter1}
-    assert len(ids1) == 2 and {e.event_id for e in loiter2} == ids1
+    assert len(ids1) == 2
+    assert {e.event_id for e in loiter2} == ids1 | {stray.event_id}
     assert not any(e.state is EventState.START for e in loiter2)
-    ends = [e for e in loiter2 if e.state is EventState.END]
+    ends = [e for e in loiter2 if e.state is EventState.END and e.event_id in ids1]
     assert len(ends) == 2
     # Watched 0-2.8 s, one frame interval, 7-8.8 s: 4.8 s, not 8.8 s.
     for end in ends:
@@ -464,8 +469,40 @@ def test_restart_continues_open_visits_and_ends_other_open_events(
         assert end.payload.tracker_id >= next_id  # type: ignore[union-attr]
     crowd1, crowd2 = (by_kind(x, EventKind.CROWDING) for x in (first, second))
     (crowd_id,) = {e.event_id for e in crowd1}
-    assert [e.state for e in crowd2 if e.event_id == crowd_id] == [EventState.END]
-    assert any(e.state is EventState.START and e.event_id != crowd_id for e in crowd2)
+    assert [(e.event_id, e.state) for e in crowd2] == [(crowd_id, EventState.END)]
+    # The group counts from the tracks' confirmation (0.2 s), loitering from birth.
+    assert crowd2[0].payload.duration_s == pytest.approx(4.6, abs=0.01)  # type: ignore[union-attr]
+    (stray_end,) = [e for e in loiter2 if e.event_id == stray.event_id]
+    assert stray_end.state is EventState.END
+    assert stray_end.revision == stray.revision + 1
+
+
+def _open_event_of_removed_rule() -> Event:
+    import datetime as dt
+    import uuid
+
+    from monitor.events import LoiteringPayload
+
+    t = dt.datetime.fromtimestamp(T0, dt.UTC)
+    return Event(
+        event_id=uuid.uuid4(),
+        revision=2,
+        camera_id="cam",
+        kind=EventKind.LOITERING,
+        state=EventState.UPDATE,
+        severity="medium",
+        ts=t,
+        started_at=t,
+        payload=LoiteringPayload(
+            rule_id="removed",
+            zone_id="bench",
+            tracker_id=1,
+            class_name="person",
+            dwell_s=9.0,
+            bbox_xyxy=(1.0, 2.0, 3.0, 4.0),
+            threshold_s=2.0,
+        ),
+    )
 
 
 @pytest.mark.parametrize(

@@ -125,3 +125,100 @@ def test_pause_leaves_an_outage_out_of_the_episode(rt) -> None:
     assert len({e.event_id for _, e in sim.log}) == 1
     # 0-7.5 s, one frame interval, 18-21.5 s: 11.5 s, not 21.5 s.
     assert sim.log[-1][1].payload.duration_s == pytest.approx(11.5)
+
+
+RESTART_CASES = [
+    # name, worker 1, pause before worker 2, worker 2, expected worker-2 events
+    # (t, state, count, max_count, duration_s), continues worker 1's event
+    (
+        "group still there: same event, duration = time watched",
+        [(0, 8, people(3))],
+        2.5,  # first frame at 10.5 s: the 3 s gap less one interval is paused out
+        [(10.5, 13, people(3)), (13, 18, [])],
+        # watched 0-7.5 s, one interval, 10.5-12.5 s: 10 s
+        [(15.0, "end", 0, 3, 10.0)],
+        True,
+    ),
+    (
+        "group gone: the restored event ends after grace",
+        [(0, 8, people(3))],
+        2.5,
+        [(10.5, 15, [])],
+        [(12.5, "end", 0, 3, 7.5)],
+        True,
+    ),
+    (
+        "restart longer than the bridge: ends at once, a new episode follows",
+        [(0, 8, people(3))],
+        0.0,
+        [(60, 70, people(4))],
+        [(60.0, "end", 3, 3, 7.5), (65.0, "start", 4, 4, 5.0)],
+        True,
+    ),
+    (
+        "a pending group keeps its wait: starts at 5 s of time watched",
+        [(0, 3, people(3))],
+        1.5,
+        [(4.5, 8, people(3)), (8, 12, [])],
+        [(6.5, "start", 3, 3, 5.0), (10.0, "end", 0, 3, 6.0)],
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("first", "pause", "second", "expected", "continues"),
+    [c[1:] for c in RESTART_CASES],
+    ids=[c[0] for c in RESTART_CASES],
+)
+def test_episode_survives_a_worker_restart(
+    rt, first, pause, second, expected, continues
+) -> None:
+    """Crowding across a worker restart (session 5): before, the next worker
+    ended the crowd's event and raised a new one after another min_duration_s."""
+    import json
+
+    w1 = CrowdingPipeline(RULE, ZONE, COCO_CLASSES, "UTC")
+    sim1 = rt.Sim([w1])
+    for t0, t1, objs in first:
+        for i in range(int(round((t1 - t0) / DT))):
+            sim1.step(t0 + i * DT, objs)
+    saved = json.loads(json.dumps(w1.snapshot()))
+    w2 = CrowdingPipeline(RULE, ZONE, COCO_CLASSES, "UTC")
+    assert w2.restore(saved)
+    assert w2.snapshot() == saved  # a crash before the first frame loses nothing
+    first_ids = {e.event_id for _, e in sim1.log}
+    assert w2.restored_events() == {str(i) for i in first_ids}
+    w2.pause(pause)
+    sim2 = rt.Sim([w2], mono0=80_000.0)
+    for t0, t1, objs in second:
+        for i in range(int(round((t1 - t0) / DT))):
+            sim2.step(t0 + i * DT, objs)
+    got = [
+        (t, e.state.value, e.payload.count, e.payload.max_count, e.payload.duration_s)
+        for t, e in sim2.log
+    ]
+    assert [g[:4] for g in got] == [e[:4] for e in expected]
+    assert [g[4] for g in got] == pytest.approx([e[4] for e in expected])
+    assert (sim2.log[0][1].event_id in first_ids) is continues
+    for _, e in sim2.log:
+        if e.event_id in first_ids:
+            assert e.revision > max(x.revision for _, x in sim1.log)
+            assert e.started_at == sim1.log[0][1].started_at
+
+
+@pytest.mark.parametrize(
+    "state",
+    ["junk", {"rule_id": "other", "ts": 1, "since_ts": 0, "last_above_ts": 1,
+              "max_count": 3, "last_count": 3},
+     {"rule_id": "c", "ts": float("inf"), "since_ts": 0, "last_above_ts": 1,
+      "max_count": 3, "last_count": 3}],
+)  # fmt: skip
+def test_bad_saved_episode_is_refused(rt, caplog, state) -> None:
+    import logging
+
+    pipe = CrowdingPipeline(RULE, ZONE, COCO_CLASSES, "UTC")
+    with caplog.at_level(logging.WARNING, logger="pipelines.crowding"):
+        assert not pipe.restore(state)
+    assert "crowding c: ignoring saved state" in caplog.text
+    assert pipe.snapshot() is None and pipe.restored_events() == set()
