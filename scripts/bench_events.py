@@ -701,6 +701,159 @@ def product_part(vehicles: tuple[str, ...]) -> None:
         )
 
 
+def peer_tracks(run, raw, n: int, fps: float):
+    """A peer tracker's per-frame output as tracked detections and removed ids.
+
+    Peers report no removals: an id is removed once unseen for 1.5 s (our
+    tracker's ``lost_buffer_s``), as for the oracle.
+    """
+    outs, _ = run([raw[f] for f in range(1, n + 1)], fps)
+    tracked, removed = [], []
+    last: dict[int, float] = {}
+    for f, (ids, boxes) in enumerate(outs, start=1):
+        ids = np.asarray(ids, np.int64)
+        tracked.append(
+            Detections(
+                xyxy=np.asarray(boxes, np.float64).reshape(-1, 4),
+                confidence=np.ones(len(ids)),
+                class_id=np.zeros(len(ids), np.int64),
+                tracker_id=ids,
+            )
+        )
+        now = f / fps
+        gone = [i for i, t in last.items() if now - t > 1.5]
+        for i in gone:
+            del last[i]
+        last.update(dict.fromkeys(ids.tolist(), now))
+        removed.append(np.asarray(gone, np.int64))
+    return tracked, removed
+
+
+def sv_line_counts(tracked, line: LineConfig, size) -> tuple[int, int]:
+    """``(in, out)`` of supervision's ``LineZone`` (bottom-centre anchor) over
+    tracked detections: the counting step of an Ultralytics + supervision script."""
+    import supervision as sv
+
+    w, h = size
+    a = sv.Point(line.start[0] * w, line.start[1] * h)
+    b = sv.Point(line.end[0] * w, line.end[1] * h)
+
+    def zone():
+        return sv.LineZone(
+            start=a, end=b, triggering_anchors=[sv.Position.BOTTOM_CENTER]
+        )
+
+    # Which of sv's counters is our "in": walk a probe track across in our "in"
+    # direction (our lines here are vertical with in = right).
+    assert line.in_direction == "right"
+    probe = zone()
+    x0 = line.start[0] * w
+    for x in (x0 - 40, x0 - 20, x0 + 20, x0 + 40):
+        probe.trigger(
+            sv.Detections(
+                xyxy=np.array([[x - 5, 100.0, x + 5, 200.0]]),
+                tracker_id=np.array([1]),
+                class_id=np.array([0]),
+            )
+        )
+    swap = probe.out_count == 1
+    lz = zone()
+    for det in tracked:
+        if len(det) == 0:
+            continue
+        lz.trigger(
+            sv.Detections(
+                xyxy=det.xyxy.astype(np.float32),
+                tracker_id=det.tracker_id,
+                class_id=det.class_id,
+            )
+        )
+    return (lz.out_count, lz.in_count) if swap else (lz.in_count, lz.out_count)
+
+
+def peer_part(seeds: list[int]) -> None:
+    """The same rules on peer trackers' tracks, and supervision's LineZone.
+
+    Every tracker sees the same noisy detections; loitering and counts are scored
+    as in the main tables (strict loitering matching; count error = |pred - true|
+    per sequence, line and direction, summed over seeds).
+    """
+    from bench_tracking import runners
+
+    found, missing = runners()
+    try:
+        import supervision  # noqa: F401
+
+        has_sv = True
+    except ImportError:
+        has_sv = False
+    # (tracker, level) -> loitering TP, #pred, #true; count err, #true crossings;
+    # supervision LineZone count err.
+    agg: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * 6)
+    for seq, info in motdata.SEQUENCES.items():
+        gt = motdata.load_gt(seq)
+        n = max(gt)
+        size = (info.width, info.height)
+        gt_frames = [gt_dets(gt[f]) for f in range(1, n + 1)]
+        last = {int(r[0]): f for f in range(1, n + 1) for r in gt[f]}
+        gt_removed = [
+            np.array([i for i, lf in last.items() if lf == f - 1], np.int64)
+            for f in range(1, n + 1)
+        ]
+        true_ev = run_loitering(seq, gt_frames, MOT_ZONES[seq], gt_removed)
+        true_counts = {
+            ln.id: true_crossings(gt, ln, size, FLOW_HYST) for ln in MOT_LINES[seq]
+        }
+        for level in motdata.LEVELS:
+            for name, run in found.items():
+                pred = {ln.id: [0, 0] for ln in MOT_LINES[seq]}
+                pred_sv = {ln.id: [0, 0] for ln in MOT_LINES[seq]}
+                a = agg[(name, level)]
+                for seed in seeds:
+                    raw = motdata.noisy_detections(gt, level, seed, size)
+                    if name == "hallmonitor":
+                        tracked, removed = track_noisy(raw, n, info.fps)
+                    else:
+                        tracked, removed = peer_tracks(run, raw, n, info.fps)
+                    pred_ev = run_loitering(seq, tracked, MOT_ZONES[seq], removed)
+                    fmap = track_gt_map(tracked, gt)
+                    for k, v in enumerate(match_events(true_ev, pred_ev, fmap)):
+                        a[k] += v
+                    totals, _ = run_flow(seq, tracked, removed, MOT_LINES[seq])
+                    for ln in MOT_LINES[seq]:
+                        pred[ln.id][0] += totals[ln.id][0]
+                        pred[ln.id][1] += totals[ln.id][1]
+                        if has_sv:
+                            c_in, c_out = sv_line_counts(tracked, ln, size)
+                            pred_sv[ln.id][0] += c_in
+                            pred_sv[ln.id][1] += c_out
+                k = len(seeds)
+                for ln in MOT_LINES[seq]:
+                    t_in, t_out = true_counts[ln.id]
+                    a[3] += abs(pred[ln.id][0] - t_in * k)
+                    a[3] += abs(pred[ln.id][1] - t_out * k)
+                    a[4] += (t_in + t_out) * k
+                    a[5] += abs(pred_sv[ln.id][0] - t_in * k)
+                    a[5] += abs(pred_sv[ln.id][1] - t_out * k)
+    print(
+        f"\n## Peer trackers under the same rules (MOT, seeds {seeds[0]}-{seeds[-1]})\n"
+    )
+    if missing:
+        print(f"Not installed: {', '.join(missing)}.\n")
+    print(
+        "| tracker | level | loitering precision | loitering recall | count err "
+        "(our line rule) | count err (supervision LineZone) |\n|---|---|---|---|---|---|"
+    )
+    for level in motdata.LEVELS:
+        for name in found:
+            tp, npred, ntrue, err, true, err_sv = agg[(name, level)]
+            sv_cell = f"{err_sv / max(true, 1):.1%}" if has_sv else "n/a"
+            print(
+                f"| {name} | {level} | {tp / max(npred, 1):.2f} | "
+                f"{tp / max(ntrue, 1):.2f} | {err / max(true, 1):.1%} | {sv_cell} |"
+            )
+
+
 def perf_part() -> None:
     """Per-frame cost of all four rule kinds on one camera vs the number of tracks."""
     from config.schema import CameraConfig
@@ -756,9 +909,16 @@ def main() -> None:
     ap.add_argument("--skip-mot", action="store_true")
     ap.add_argument("--verbose", action="store_true", help="list video crossings")
     ap.add_argument("--skip-perf", action="store_true")
+    ap.add_argument(
+        "--peers",
+        action="store_true",
+        help="also run peer trackers (bench_tracking) and supervision's LineZone",
+    )
     args = ap.parse_args()
     if not args.skip_mot:
         mot_part(args.seeds)
+    if args.peers:
+        peer_part(args.seeds)
     if not args.skip_perf:
         perf_part()
     if not args.skip_video:

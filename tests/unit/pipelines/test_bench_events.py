@@ -1,0 +1,77 @@
+"""The peer comparison in scripts/bench_events.py (``--peers``).
+
+Its counts are only comparable if supervision's ``LineZone`` gets the right direction
+and the peers' tracks are removed as ours are; both are checked here on tiny tables.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from config.schema import LineConfig
+from monitor.types import Detections
+
+ROOT = Path(__file__).resolve().parents[3]
+LINE = LineConfig(id="x30", start=(0.3, 0.0), end=(0.3, 1.0), in_direction="right")
+SIZE = (640, 480)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    pytest.importorskip("motmetrics")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_events
+
+    return bench_events
+
+
+def walk(xs: list[float], tid: int = 1) -> list[Detections]:
+    """One tracked person whose bottom-centre x goes through ``xs``, a frame each."""
+    return [
+        Detections(
+            xyxy=np.array([[x - 10, 100.0, x + 10, 200.0]]),
+            confidence=np.ones(1),
+            class_id=np.zeros(1, np.int64),
+            tracker_id=np.array([tid]),
+        )
+        for x in xs
+    ]
+
+
+@pytest.mark.parametrize(
+    ("xs", "expected"),
+    [
+        ([150, 170, 210, 230], (1, 0)),  # our "in" (right) is sv's in or out: mapped
+        ([230, 210, 170, 150], (0, 1)),
+        # Jitter across the line: supervision counts every side flip (our rule
+        # counts a track at most once per direction; see test_vehicle_flow.py).
+        ([180, 200, 185, 199, 186, 201], (3, 2)),
+    ],
+)
+def test_supervision_line_zone_direction_and_flips(bench, xs, expected) -> None:
+    # supervision comes with the `peers` extra (not installed by `make test`).
+    pytest.importorskip("supervision", reason="peers extra not installed")
+    assert bench.sv_line_counts(walk(xs), LINE, SIZE) == expected
+
+
+def test_peer_tracks_are_removed_after_the_lost_buffer(bench) -> None:
+    """Peers report no removals: an id is removed 1.5 s after it was last seen,
+    as in the perfect-identity reference."""
+    outs = [(np.array([7]), np.array([[0.0, 0, 10, 10]]))] * 5 + [
+        (np.zeros(0, np.int64), np.zeros((0, 4)))
+    ] * 60
+
+    def run(frames, fps):
+        assert len(frames) == 65 and fps == 25.0
+        return outs, 0.0
+
+    raw = {f: np.zeros((0, 6)) for f in range(1, 66)}
+    tracked, removed = bench.peer_tracks(run, raw, 65, 25.0)
+    assert [len(d) for d in tracked[:6]] == [1, 1, 1, 1, 1, 0]
+    gone = [f for f, r in enumerate(removed, start=1) if r.size]
+    # Last seen at frame 5 (0.2 s); removed on the first frame more than 1.5 s later.
+    assert gone == [43] and removed[42].tolist() == [7]
