@@ -1,10 +1,11 @@
 """Rule state that must survive a worker restart, in one small JSON file per camera.
 
-Most rule state is short-lived (a visit, a crossing) and is rebuilt from the next
-frames. A lot's occupancy is not: it is the running sum of a whole day's crossings, and
-a worker restart (a crash, an upgrade, a reboot) must not set it back to 0. Pipelines
-that need this implement ``snapshot() -> dict | None`` and ``restore(dict) -> bool``;
-the worker keeps their snapshots in ``<data_dir>/state/<camera>.json``:
+A worker restart (a crash, an upgrade, a reboot) must not set a lot's occupancy back
+to 0 mid-day, end and restart the events of people still loitering, or split a count
+bucket. Pipelines that carry state across it implement ``snapshot() -> dict | None``
+and ``restore(dict) -> bool`` (and ``restored_events() -> set[str]``, the open events
+they continue); the worker keeps their snapshots in
+``<data_dir>/state/<camera>.json``:
 
     {"version": 1, "camera_id": "lot", "rules": {"occupancy:lot-a": {...}},
      "open_events": {"<event uuid>": {<the event's last message>}},
@@ -12,9 +13,10 @@ the worker keeps their snapshots in ``<data_dir>/state/<camera>.json``:
 
 ``open_events`` are the events that had started and not ended (a loitering visit, a
 crowd, a count bucket) when the file was written. A pipeline that restores itself
-continues its own (:meth:`RuleStateStore.claimed`: loitering visits, crowds); nothing would
-ever end the others, and the review queue would show them as ongoing forever, so the
-new worker ends each one with its last known numbers (:meth:`RuleStateStore.orphans`).
+continues its own (:meth:`RuleStateStore.claimed`). Nothing would ever end the others
+(a rule since removed from the config, unusable saved state), and the review queue
+would show them as ongoing forever, so the new worker ends each one with its last
+known numbers (:meth:`RuleStateStore.orphans`).
 
 ``tracker.next_id`` keeps track ids unique across restarts (an id in an event is
 never handed to another object), and ``frame_ts`` (epoch seconds of the last frame

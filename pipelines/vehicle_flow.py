@@ -52,8 +52,11 @@ Counts go out as one ``vehicle_flow`` event per (rule, bucket): buckets are
 ``bucket_s`` long, aligned to the Unix epoch (UTC). ``start`` on the bucket's first
 count, ``update`` after each frame that adds counts (cumulative per class for this
 pipeline's lifetime in the bucket), ``end`` on the first frame whose ``ts`` is past
-the bucket end. After a restart the same bucket gets a new event id; a bucket's
-total is the sum over its events. A crossing against ``one_way`` of a class in
+the bucket end. The open bucket survives a worker restart
+(:meth:`VehicleFlowPipeline.snapshot` / :meth:`~VehicleFlowPipeline.restore`, in the
+camera's state file): the new worker goes on counting into the same event, or ends it
+on its first frame if the bucket is over by then (a bucket with no counts has no
+event). A crossing against ``one_way`` of a class in
 ``wrong_way_classes`` also raises an ``instant`` ``wrong_way`` event (the crossing
 is still counted).
 """
@@ -70,6 +73,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.rules import VehicleFlowRuleConfig
 from config.schema import LineConfig
@@ -244,6 +248,22 @@ def _extent(
     return np.abs(wh[:, 0] * normal[0]) + np.abs(wh[:, 1] * normal[1])
 
 
+class VehicleFlowState(BaseModel):
+    """What survives a worker restart: the open bucket and its event (version 1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(1, ge=1, le=1)
+    rule_id: str = Field(min_length=1, max_length=200)
+    camera_id: str = Field("", max_length=200)
+    bucket_start: float = Field(allow_inf_nan=False, description="Epoch seconds")
+    bucket_s: int = Field(ge=1, description="Bucket length it was counted in")
+    event_id: uuid.UUID
+    revision: int = Field(ge=0, le=1_000_000)
+    counts_in: dict[str, int] = Field(default_factory=dict, max_length=1000)
+    counts_out: dict[str, int] = Field(default_factory=dict, max_length=1000)
+
+
 class VehicleFlowPipeline:
     """Counts crossings of one line (see module docstring).
 
@@ -332,6 +352,75 @@ class VehicleFlowPipeline:
         self.counts_in: dict[str, int] = {}
         self.counts_out: dict[str, int] = {}
         self._camera_id = ""
+
+    def snapshot(self) -> dict[str, object] | None:
+        """The open bucket to keep across a worker restart (JSON-safe), or None."""
+        if self.bucket_start is None or self.event_id is None:
+            return None
+        return VehicleFlowState(
+            rule_id=self.rule.id,
+            camera_id=self._camera_id,
+            bucket_start=self.bucket_start,
+            bucket_s=self.rule.bucket_s,
+            event_id=self.event_id,
+            revision=max(self.revision, 0),
+            counts_in=self.counts_in,
+            counts_out=self.counts_out,
+        ).model_dump(mode="json")
+
+    def restore(self, state: object) -> bool:
+        """Continue counting into the bucket of a :meth:`snapshot` taken before a
+        restart (call before the first :meth:`update`). Bad or foreign state, or a
+        bucket of another length, is logged and ignored.
+
+        Args:
+            state: A dict as returned by :meth:`snapshot`.
+
+        Returns:
+            Whether the state was taken.
+        """
+        try:
+            st = VehicleFlowState.model_validate(state)
+        except ValidationError as exc:
+            log.warning(
+                "vehicle_flow %s: ignoring saved state: %s",
+                self.rule.id,
+                str(exc).replace("\n", "; ")[:500],
+            )
+            return False
+        problem = ""
+        if st.rule_id != self.rule.id:
+            problem = f"state of rule {st.rule_id!r}"
+        elif st.bucket_s != self.rule.bucket_s:
+            problem = f"{st.bucket_s} s buckets, the rule now has {self.rule.bucket_s}"
+        elif any(v < 0 for v in (*st.counts_in.values(), *st.counts_out.values())):
+            problem = "negative counts"
+        if problem:
+            log.warning(
+                "vehicle_flow %s: ignoring saved state: %s", self.rule.id, problem
+            )
+            return False
+        self.reset()
+        self.bucket_start, self.event_id = st.bucket_start, st.event_id
+        # One revision skipped: a message sent after the last save must not share
+        # its revision with the next one.
+        self.revision = st.revision + 1
+        self.counts_in, self.counts_out = dict(st.counts_in), dict(st.counts_out)
+        self._camera_id = st.camera_id
+        log.info(
+            "vehicle_flow %s: restored the open bucket (in %d, out %d)",
+            self.rule.id,
+            sum(st.counts_in.values()),
+            sum(st.counts_out.values()),
+        )
+        return True
+
+    def restored_events(self) -> set[str]:
+        """Id of the saved open bucket event this pipeline continues after
+        :meth:`restore` (until its first frame)."""
+        if self.last_mono is not None or self.event_id is None:
+            return set()
+        return {str(self.event_id)}
 
     def __len__(self) -> int:
         """Rows of per-track state held (for memory-bound tests)."""

@@ -37,7 +37,7 @@ def _file(path: Path, rules: dict, **top) -> Path:
 
 def test_only_stateful_pipelines_have_keys() -> None:
     keys = [pipeline_key(p) for p in build_pipelines(CAMERA, COCO_CLASSES)]
-    assert keys == ["loitering:loit", None, "occupancy:occ"]
+    assert keys == ["loitering:loit", "vehicleflow:fa", "occupancy:occ"]
 
 
 def test_round_trip_and_change_only_writes(

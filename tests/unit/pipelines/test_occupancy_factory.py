@@ -161,7 +161,8 @@ def test_occupancy_survives_a_worker_restart(rt, tmp_path) -> None:
 
     # Restart: new pipelines (fresh tracker ids too), same state file.
     pipes2 = build_pipelines(CAMERA, COCO_CLASSES)
-    assert RuleStateStore(store.path, "lot").restore(pipes2) == 1
+    # The occupancy and the open count bucket of both entrance lines.
+    assert RuleStateStore(store.path, "lot").restore(pipes2) == 3
     sim2 = rt.Sim(pipes2, ts0=RESET_UTC - 3600)
     t = _cross(sim2, t + 60, 1, A_OUT)
     after = [e for _, e in sim2.log if e.kind is EventKind.OCCUPANCY]
@@ -189,7 +190,7 @@ def test_restored_day_that_is_over_ends_at_its_reset(rt, tmp_path) -> None:
     first = [e for _, e in sim.log if e.kind is EventKind.OCCUPANCY][0]
 
     pipes2 = build_pipelines(CAMERA, COCO_CLASSES)
-    assert store.restore(pipes2) == 1
+    assert store.restore(pipes2) == 2  # the occupancy and line A's open bucket
     sim2 = rt.Sim(pipes2, ts0=RESET_UTC + 2 * 86400 + 600)  # two resets later
     _cross(sim2, 0.0, 7, A_IN)
     occ = [e for _, e in sim2.log if e.kind is EventKind.OCCUPANCY]

@@ -504,8 +504,9 @@ def test_buckets_lifecycle_and_restart(rt) -> None:
     for e in events:
         assert decode_event(encode_event(e)) == e
 
-    # A restart inside a bucket: a fresh event id for the same bucket; the totals
-    # of the bucket are the sum over its events.
+    # A restart inside a bucket without saved state (the state file lost): a fresh
+    # event id for the same bucket; the totals of the bucket are the sum over its
+    # events (with saved state the bucket goes on: test_open_bucket_survives_...).
     before = VehicleFlowPipeline(rule, LINE, COCO_CLASSES)
     after = VehicleFlowPipeline(rule, LINE, COCO_CLASSES)
     s1 = rt.Sim([before], ts0=BUCKET_T0)
@@ -522,6 +523,90 @@ def test_buckets_lifecycle_and_restart(rt) -> None:
         first[0].payload.bucket_start
     }
     assert sum(e.payload.counts_in["car"] for e in last.values()) == 2
+
+
+RESTART_CASES = [
+    # name, worker 2's first frame (s into the bucket), expected worker-2 messages
+    # (state, counts in, continues worker 1's event)
+    (
+        "inside the bucket: the next count goes into the same event",
+        30.0,
+        [("update", {"car": 2}, True)],
+    ),
+    (
+        "bucket over by the first frame: its own end, then a new bucket",
+        65.0,
+        [("end", {"car": 1}, True), ("start", {"car": 1}, False)],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("t2", "expected"),
+    [c[1:] for c in RESTART_CASES],
+    ids=[c[0] for c in RESTART_CASES],
+)
+def test_open_bucket_survives_a_worker_restart(rt, t2, expected) -> None:
+    """Session 5: the open count bucket is saved and restored (before, the next
+    worker ended it and counted the rest of the bucket under a new event id)."""
+    import json
+
+    rule = VehicleFlowRuleConfig(id="f", line="l", bucket_s=60, hysteresis=0.03)
+    w1 = VehicleFlowPipeline(rule, LINE, COCO_CLASSES)
+    s1 = rt.Sim([w1], ts0=BUCKET_T0)
+    assert w1.snapshot() is None
+    for i, y in enumerate(DOWN):
+        s1.step(i * 0.5, [(1, 50, y, CAR)])
+    ((_, start),) = s1.log
+    saved = json.loads(json.dumps(w1.snapshot()))
+    w2 = VehicleFlowPipeline(rule, LINE, COCO_CLASSES)
+    assert w2.restore(saved)
+    assert w2.restored_events() == {str(start.event_id)}
+    assert w2.snapshot() == saved | {"revision": start.revision + 1}
+    s2 = rt.Sim([w2], ts0=BUCKET_T0 + t2, mono0=70_000.0)
+    for i, y in enumerate(DOWN):
+        s2.step(i * 0.5, [(1, 50, y, CAR)])  # the new tracker hands out id 1 again
+    got = [
+        (e.state.value, e.payload.counts_in, e.event_id == start.event_id)
+        for _, e in s2.log
+    ]
+    assert got == expected
+    for _, e in s2.log:
+        if e.event_id == start.event_id:
+            assert e.revision >= start.revision + 2
+            assert e.payload.bucket_start == start.payload.bucket_start
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"rule_id": "g"}, "state of rule 'g'"),
+        ({"bucket_s": 900}, "900 s buckets, the rule now has 60"),
+        ({"counts_in": {"car": -1}}, "negative counts"),
+        ({"event_id": "nope"}, "event_id"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_bad_saved_bucket_is_refused(rt, caplog, change, problem) -> None:
+    import logging
+
+    rule = VehicleFlowRuleConfig(id="f", line="l", bucket_s=60, hysteresis=0.03)
+    good = {
+        "rule_id": "f",
+        "bucket_start": BUCKET_T0,
+        "bucket_s": 60,
+        "event_id": "8d6f1c1e-1b7a-4b8e-9d55-2f3b1c0e7a10",
+        "revision": 3,
+        "counts_in": {"car": 2},
+    }
+    pipe = VehicleFlowPipeline(rule, LINE, COCO_CLASSES)
+    assert pipe.restore(good)  # the table's base state is valid
+    pipe = VehicleFlowPipeline(rule, LINE, COCO_CLASSES)
+    with caplog.at_level(logging.WARNING, logger="pipelines.vehicle_flow"):
+        assert not pipe.restore(good | change)
+    assert "vehicle_flow f: ignoring saved state" in caplog.text
+    assert problem in caplog.text
+    assert pipe.snapshot() is None and pipe.restored_events() == set()
 
 
 def test_wrong_way(rt) -> None:
