@@ -127,6 +127,12 @@ class CrowdingRuleConfig(StrictModel):
     grace_s: float = Field(
         3.0, ge=0, le=600, description="Seconds below count tolerated"
     )
+    update_s: float = Field(
+        30.0,
+        gt=0,
+        le=86400,
+        description="Seconds between update events (also sent when the group grows)",
+    )
     severity: Severity = Severity.MEDIUM
     schedules: tuple[ScheduleConfig, ...] = ()
 

@@ -6,7 +6,7 @@ One *episode* per group, not one event per frame:
   a dip below ``min_count`` lasting more than ``grace_s`` cancels it;
 * it **starts** (``start`` event) once it has been pending for the threshold in
   force (``min_duration_s``, or a schedule's ``min_dwell_s``);
-* it sends an ``update`` every :data:`UPDATE_S` seconds and whenever the peak count
+* it sends an ``update`` every ``update_s`` seconds and whenever the peak count
   grows;
 * it **ends** (``end`` event, ``ended_at`` = last frame at or above the count) once
   the count has stayed below ``min_count`` for more than ``grace_s``.
@@ -39,12 +39,9 @@ from monitor.types import Detections, Frame
 from monitor.zones import PolygonZone, select_tracks
 from pipelines.schedule import Scheduler, utc_datetime
 
-__all__ = ["UPDATE_S", "CrowdingPipeline"]
+__all__ = ["CrowdingPipeline"]
 
 log = logging.getLogger(__name__)
-
-UPDATE_S = 30.0
-"""Seconds between periodic ``update`` messages of an open crowding episode."""
 
 
 class CrowdingState(BaseModel):
@@ -315,7 +312,7 @@ class CrowdingPipeline:
                 self.severity = active.severity
                 self.schedule = active.schedule
                 events.append(self._message(ts, EventState.START, now))
-        elif grew or now - self.last_msg >= UPDATE_S:
+        elif grew or now - self.last_msg >= self.rule.update_s:
             events.append(self._message(ts, EventState.UPDATE, now))
         return events
 

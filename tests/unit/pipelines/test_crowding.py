@@ -12,7 +12,7 @@ from config.base import COCO_CLASSES
 from config.rules import CrowdingRuleConfig, ScheduleConfig
 from config.schema import ZoneConfig
 from monitor.events import decode_event, encode_event
-from pipelines.crowding import UPDATE_S, CrowdingPipeline
+from pipelines.crowding import CrowdingPipeline
 
 ZONE = ZoneConfig(id="z", polygon=((0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8)))
 RULE = CrowdingRuleConfig(id="c", zone="z", min_count=3, min_duration_s=5, grace_s=2)
@@ -76,11 +76,15 @@ def test_crowding_table(rt, segments, expected) -> None:
         assert decode_event(encode_event(e)) == e
 
 
-def test_periodic_update_and_duration(rt) -> None:
-    log = run(rt, RULE, [(0, 5 + UPDATE_S + 1, people(3)), (40, 45, [])])
+@pytest.mark.parametrize("update_s", [30.0, 12.0])
+def test_periodic_update_and_duration(rt, update_s) -> None:
+    """Updates every ``update_s`` (a config field since session 5; was a constant)."""
+    rule = RULE.model_copy(update={"update_s": update_s})
+    log = run(rt, rule, [(0, 36, people(3)), (40, 45, [])])
     states = [(t, e.state.value) for t, e in log]
-    assert states == [(5, "start"), (5 + UPDATE_S, "update"), (40, "end")]
-    assert log[1][1].payload.duration_s == pytest.approx(5 + UPDATE_S)
+    ups = [5 + k * update_s for k in range(1, 10) if 5 + k * update_s < 36]
+    assert states == [(5, "start"), *((t, "update") for t in ups), (40, "end")]
+    assert log[1][1].payload.duration_s == pytest.approx(5 + update_s)
     end = log[-1][1]
     assert end.payload.duration_s == pytest.approx(35.5)
     assert end.ended_at.timestamp() == pytest.approx(rt.TS0 + 35.5)
