@@ -219,8 +219,13 @@ class CrowdingPipeline:
         if st is None:
             return
 
+        # If the wall clock was set back meanwhile, the saved times would land
+        # after this frame: all move back together (durations kept) so that the
+        # last saved frame is just before it.
+        shift = min(0.0, (ts - st.ts) - pause - 1e-3)
+
         def mono(x: float) -> float:
-            return now - (ts - x) + pause
+            return now - (ts - x) + pause + shift
 
         self.since = mono(st.since_ts)
         self.last_above, self.last_above_ts = mono(st.last_above_ts), st.last_above_ts

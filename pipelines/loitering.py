@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 # Rows of tracks unseen this long past grace/cooldown are dropped even if the
 # tracker never reported their removal (bounded memory).
 _STALE_S = 30.0
+# A restored time is placed at least this long before the first frame (s).
+_EPS_S = 1e-3
 
 
 class SavedLoiteringEvent(BaseModel):
@@ -336,8 +338,13 @@ class LoiteringPipeline:
         self._append(ph, cls, boxes)
         rows = np.arange(self.ids.size - n, self.ids.size)
 
+        # If the wall clock was set back meanwhile, the saved times would land
+        # after this frame: all move back together (durations kept) so that the
+        # last saved frame is just before it.
+        shift = min(0.0, (ts - st.ts) - pause - _EPS_S)
+
         def mono(col: list[float]) -> npt.NDArray[np.float64]:
-            return now - (ts - np.asarray(col, dtype=np.float64)) + pause
+            return now - (ts - np.asarray(col, dtype=np.float64)) + pause + shift
 
         self.visit[rows] = mono([v.visit_ts for v in st.visits])
         self.first_in[rows] = self.visit[rows]

@@ -160,6 +160,14 @@ RESTART_CASES = [
         True,
     ),
     (
+        "wall clock set back an hour: the episode ends after grace, not in an hour",
+        [(0, 8, people(3))],
+        0.0,
+        [(-3600, -3590, [])],
+        [(-3598.0, "end", 0, 3, 7.5)],
+        True,
+    ),
+    (
         "a pending group keeps its wait: starts at 5 s of time watched",
         [(0, 3, people(3))],
         1.5,
