@@ -50,8 +50,10 @@ log = logging.getLogger(__name__)
 
 # Events that get a snapshot and a clip when they begin.
 _EVIDENCE_KINDS = {EventKind.LOITERING, EventKind.CROWDING, EventKind.WRONG_WAY}
-# Events whose pipeline restores itself after a restart (the day goes on with the
-# same event); every other event still open at a restart is ended by the next worker.
+# Events never kept as open events: the occupancy day goes on with the same event
+# from the pipeline's own saved state, and only its daily reset ends it. Every other
+# event still open at a restart is kept, and ended by the next worker unless a
+# restored pipeline claims it (loitering, crowding, count buckets: RuleStateStore).
 _RESTORED_KINDS = {EventKind.OCCUPANCY}
 #: Longest camera outage (s) left out of tracks' and rules' clocks on reconnect
 #: (:func:`bridge_outage`); RTSP reconnects take a few seconds.
