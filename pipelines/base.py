@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import logging
+from typing import Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ValidationError
 
 from monitor.events import Event
 from monitor.types import Detections, Frame
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "parse_saved_state"]
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Pipeline(Protocol):
@@ -35,3 +39,39 @@ class Pipeline(Protocol):
     def reset(self) -> None:
         """Forget all state (e.g. after a camera reconnect)."""
         ...
+
+
+def parse_saved_state(
+    model: type[M], state: object, kind: str, rule_id: str, logger: logging.Logger
+) -> M | None:
+    """A pipeline's saved state (its ``restore`` argument) validated as ``model``.
+
+    The state comes from a file on disk (``monitor/state.py``): anything that does
+    not validate, or that belongs to another rule, is logged as a warning
+    (``"<kind> <rule>: ignoring saved state…"``) and gives None, so the rule starts
+    from scratch as it would without it.
+
+    Args:
+        model: The pipeline's state model (strict, with a ``rule_id`` field).
+        state: What was saved.
+        kind: The rule kind, for the message (``"loitering"``).
+        rule_id: The rule restoring it.
+        logger: The pipeline module's logger.
+    """
+    try:
+        st = model.model_validate(state)
+    except ValidationError as exc:
+        logger.warning(
+            "%s %s: ignoring saved state: %s",
+            kind,
+            rule_id,
+            str(exc).replace("\n", "; ")[:500],
+        )
+        return None
+    saved_rule = getattr(st, "rule_id", rule_id)
+    if saved_rule != rule_id:
+        logger.warning(
+            "%s %s: ignoring saved state of rule %r", kind, rule_id, saved_rule
+        )
+        return None
+    return st

@@ -30,13 +30,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from config.rules import CrowdingRuleConfig
 from config.schema import ZoneConfig
 from monitor.events import CrowdingPayload, Event, EventKind, EventState, Severity
 from monitor.types import Detections, Frame
 from monitor.zones import PolygonZone, select_tracks
+from pipelines.base import parse_saved_state
 from pipelines.schedule import Scheduler, utc_datetime
 
 __all__ = ["CrowdingPipeline"]
@@ -179,21 +180,8 @@ class CrowdingPipeline:
         Returns:
             Whether the state was taken.
         """
-        try:
-            st = CrowdingState.model_validate(state)
-        except ValidationError as exc:
-            log.warning(
-                "crowding %s: ignoring saved state: %s",
-                self.rule.id,
-                str(exc).replace("\n", "; ")[:500],
-            )
-            return False
-        if st.rule_id != self.rule.id:
-            log.warning(
-                "crowding %s: ignoring saved state of rule %r",
-                self.rule.id,
-                st.rule_id,
-            )
+        st = parse_saved_state(CrowdingState, state, "crowding", self.rule.id, log)
+        if st is None:
             return False
         self.reset()
         self._restored = st

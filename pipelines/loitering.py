@@ -40,13 +40,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from config.rules import LoiteringRuleConfig
 from config.schema import ZoneConfig
 from monitor.events import Event, EventKind, EventState, LoiteringPayload, Severity
 from monitor.types import Detections, Frame, anchor_points
 from monitor.zones import PolygonZone, lookup_rows, select_births, select_tracks
+from pipelines.base import parse_saved_state
 from pipelines.schedule import Scheduler, utc_datetime
 
 __all__ = ["LoiteringPipeline"]
@@ -281,21 +282,8 @@ class LoiteringPipeline:
         Returns:
             Whether the state was taken.
         """
-        try:
-            st = LoiteringState.model_validate(state)
-        except ValidationError as exc:
-            log.warning(
-                "loitering %s: ignoring saved state: %s",
-                self.rule.id,
-                str(exc).replace("\n", "; ")[:500],
-            )
-            return False
-        if st.rule_id != self.rule.id:
-            log.warning(
-                "loitering %s: ignoring saved state of rule %r",
-                self.rule.id,
-                st.rule_id,
-            )
+        st = parse_saved_state(LoiteringState, state, "loitering", self.rule.id, log)
+        if st is None:
             return False
         self.reset()
         self._restored = st

@@ -28,11 +28,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from config.rules import OccupancyRuleConfig
 from monitor.events import Event, EventKind, EventState, OccupancyPayload, Severity
 from monitor.types import Detections, Frame
+from pipelines.base import parse_saved_state
 from pipelines.schedule import local_day_start, next_day_start, utc_datetime
 from pipelines.vehicle_flow import VehicleFlowPipeline
 
@@ -122,21 +123,8 @@ class OccupancyPipeline:
         Returns:
             Whether the state was taken.
         """
-        try:
-            st = OccupancyState.model_validate(state)
-        except ValidationError as exc:
-            log.warning(
-                "occupancy %s: ignoring saved state: %s",
-                self.rule.id,
-                str(exc).replace("\n", "; ")[:500],
-            )
-            return False
-        if st.rule_id != self.rule.id:
-            log.warning(
-                "occupancy %s: ignoring saved state of rule %r",
-                self.rule.id,
-                st.rule_id,
-            )
+        st = parse_saved_state(OccupancyState, state, "occupancy", self.rule.id, log)
+        if st is None:
             return False
         if st.day_start.tzinfo is None:
             log.warning(

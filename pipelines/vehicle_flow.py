@@ -73,7 +73,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from config.rules import VehicleFlowRuleConfig
 from config.schema import LineConfig
@@ -88,6 +88,7 @@ from monitor.events import (
 )
 from monitor.types import Detections, Frame, anchor_points
 from monitor.zones import LineZone, lookup_rows, select_births, select_tracks
+from pipelines.base import parse_saved_state
 from pipelines.schedule import utc_datetime
 
 __all__ = ["DUPLICATE_IOU", "LINK_IOU", "Crossing", "VehicleFlowPipeline"]
@@ -379,19 +380,13 @@ class VehicleFlowPipeline:
         Returns:
             Whether the state was taken.
         """
-        try:
-            st = VehicleFlowState.model_validate(state)
-        except ValidationError as exc:
-            log.warning(
-                "vehicle_flow %s: ignoring saved state: %s",
-                self.rule.id,
-                str(exc).replace("\n", "; ")[:500],
-            )
+        st = parse_saved_state(
+            VehicleFlowState, state, "vehicle_flow", self.rule.id, log
+        )
+        if st is None:
             return False
         problem = ""
-        if st.rule_id != self.rule.id:
-            problem = f"state of rule {st.rule_id!r}"
-        elif st.bucket_s != self.rule.bucket_s:
+        if st.bucket_s != self.rule.bucket_s:
             problem = f"{st.bucket_s} s buckets, the rule now has {self.rule.bucket_s}"
         elif any(v < 0 for v in (*st.counts_in.values(), *st.counts_out.values())):
             problem = "negative counts"

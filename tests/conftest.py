@@ -107,3 +107,43 @@ def saved_occupancy() -> dict[str, object]:
         "revision": 4,
         "camera_id": "lot",
     }
+
+
+@pytest.fixture
+def open_loitering_event():  # type: ignore[no-untyped-def]
+    """Factory: a loitering event left open (``update``) by a stopped worker, as
+    saved in a camera's state file (state-store and worker restart tests)."""
+    import datetime as dt
+    import uuid
+
+    from monitor.events import Event, EventKind, EventState, LoiteringPayload
+
+    def make(
+        camera_id: str = "lot",
+        revision: int = 3,
+        rule_id: str = "loit",
+        zone_id: str = "z",
+        ts: float = 1_780_315_200.0,  # 2026-06-01 12:00 UTC
+    ) -> Event:
+        t = dt.datetime.fromtimestamp(ts, dt.UTC)
+        return Event(
+            event_id=uuid.uuid4(),
+            revision=revision,
+            camera_id=camera_id,
+            kind=EventKind.LOITERING,
+            state=EventState.UPDATE,
+            severity="medium",
+            ts=t + dt.timedelta(seconds=40),
+            started_at=t,
+            payload=LoiteringPayload(
+                rule_id=rule_id,
+                zone_id=zone_id,
+                tracker_id=7,
+                class_name="person",
+                dwell_s=40.0,
+                bbox_xyxy=(1.0, 2.0, 3.0, 4.0),
+                threshold_s=30.0,
+            ),
+        )
+
+    return make

@@ -10,11 +10,8 @@ browser would, and checks that the camera password leaks nowhere.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,36 +22,13 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, require_shared
+from tests.integration.service import free_port, stop, wait_for
 
 pytestmark = pytest.mark.integration
 
 USER = "officer.jones@district.k12"
 PASSWORD = "p@ss:w/rd%!S3cret#"
 TOKEN = "e2e-" + "7f3a9c1d5b8e2f40" * 3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(fn, timeout_s: float, what: str, proc: subprocess.Popen[bytes], log: Path):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"hallmonitor run exited ({proc.returncode}) waiting for {what}:\n"
-                        + log.read_text()[-4000:])  # fmt: skip
-        try:
-            last = fn()
-            if last:
-                return last
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}; last={last!r}\n"
-                + log.read_text()[-4000:])  # fmt: skip
 
 
 @pytest.fixture
@@ -79,7 +53,7 @@ def test_video_to_reviewed_event(tmp_path: Path, rtsp_camera: str) -> None:
     example = yaml.safe_load((ROOT / "config" / "campus.example.yaml").read_text())
     concourse = next(c for c in example["cameras"] if c["id"] == "concourse")
     concourse["source"] = {"url": str(video), "loop": False, "realtime": True}
-    port = _free_port()
+    port = free_port()
     cfg = {
         "site": "e2e",
         "data_dir": str(tmp_path / "var"),
@@ -134,7 +108,7 @@ def test_video_to_reviewed_event(tmp_path: Path, rtsp_camera: str) -> None:
                 )
                 return r
 
-            _wait(
+            wait_for(
                 lambda: http.get("/healthz").status_code == 200,
                 90,
                 "the API",
@@ -151,7 +125,7 @@ def test_video_to_reviewed_event(tmp_path: Path, rtsp_camera: str) -> None:
                 items = r.json().get("items", []) if r.status_code == 200 else []
                 return [e for e in items if e.get("state") == "start"]
 
-            events = _wait(loitering, 120, "a loitering start event", proc, log)
+            events = wait_for(loitering, 120, "a loitering start event", proc, log)
             ev = events[0]
             assert ev["camera_id"] == "concourse" and ev["kind"] == "loitering"
             one = get(f"/api/events/{ev['id']}")
@@ -181,17 +155,10 @@ def test_video_to_reviewed_event(tmp_path: Path, rtsp_camera: str) -> None:
                 return any(c.get("camera_id") == "gym" and c.get("state") == "online"
                            for c in cams)  # fmt: skip
 
-            _wait(gym_online, 60, "the RTSP camera online", proc, log)
+            wait_for(gym_online, 60, "the RTSP camera online", proc, log)
             get("/api/events", params={"limit": 500})
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail("hallmonitor run did not stop within 30 s of SIGTERM")
-    text = log.read_text(errors="replace")
-    assert rc == 0, text[-3000:]
+        text = stop(proc, log)
     # The embedded redis-server was stopped with the service.
     assert not (tmp_path / "var" / "redis" / "redis.sock").exists()
     # The password leaks nowhere: raw, percent-encoded, or as URL userinfo.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -33,16 +32,11 @@ from monitor.events import (
     MediaRef,
     media_name,
 )
+from tests.integration.service import free_port
 
 pytestmark = pytest.mark.integration
 
 ADMIN = "admin-" + "9c41d2e7a6b3f508" * 3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _loitering(camera: str, media_root: Path) -> Event:
@@ -85,7 +79,7 @@ def served(
     )  # fmt: skip
     officer = store.create_user("officer", "officer", ["gate-a"])
     app = create_app(store=store, media_root=media)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None)
     )

@@ -17,7 +17,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,34 +27,13 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, require_shared
+from tests.integration.service import free_port, stop, wait_for
 
 pytestmark = pytest.mark.integration
 
+# A state file not written yet, or written without the rule's key, is "not yet".
+RETRY = (httpx.HTTPError, OSError, ValueError, KeyError)
 TOKEN = "restart-" + "5d1e0b7a9c3f4e21" * 3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(fn, timeout_s: float, what: str, proc: subprocess.Popen[bytes], log: Path):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"hallmonitor run exited ({proc.returncode}) waiting for {what}:\n"
-                        + log.read_text()[-4000:])  # fmt: skip
-        try:
-            last = fn()
-            if last:
-                return last
-        except (httpx.HTTPError, OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}; last={last!r}\n"
-                + log.read_text()[-4000:])  # fmt: skip
 
 
 def _worker_pid(root_pid: int, video: Path) -> int | None:
@@ -75,7 +53,7 @@ def test_killed_worker_carries_its_loitering_visits_on(tmp_path: Path) -> None:
     example = yaml.safe_load((ROOT / "config" / "campus.example.yaml").read_text())
     concourse = next(c for c in example["cameras"] if c["id"] == "concourse")
     concourse["source"] = {"url": str(video), "loop": True, "realtime": True}
-    port = _free_port()
+    port = free_port()
     data = tmp_path / "var"
     cfg = {
         "site": "restart",
@@ -101,7 +79,7 @@ def test_killed_worker_carries_its_loitering_visits_on(tmp_path: Path) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            _wait(lambda: http.get("/healthz").status_code == 200, 90, "the API",
+            wait_for(lambda: http.get("/healthz").status_code == 200, 90, "the API",
                   proc, log)  # fmt: skip
 
             def open_visits() -> dict | None:  # type: ignore[type-arg]
@@ -112,8 +90,10 @@ def test_killed_worker_carries_its_loitering_visits_on(tmp_path: Path) -> None:
                 old = [v for v in with_event if v["last_in_ts"] - v["visit_ts"] > 10]
                 return saved if len(with_event) >= 2 and old else None
 
-            saved = _wait(open_visits, 150, "two open loitering events", proc, log)
-            pid = _wait(lambda: _worker_pid(proc.pid, video), 10, "the worker",
+            saved = wait_for(
+                open_visits, 150, "two open loitering events", proc, log, RETRY
+            )
+            pid = wait_for(lambda: _worker_pid(proc.pid, video), 10, "the worker",
                         proc, log)  # fmt: skip
             os.kill(pid, signal.SIGKILL)
             killed_at = time.time()
@@ -132,17 +112,10 @@ def test_killed_worker_carries_its_loitering_visits_on(tmp_path: Path) -> None:
                 return got
 
             # Messages of the restored visits: update every 5 s, end after 1.5 s.
-            latest = _wait(carried_on, 60, "messages of the restored visits",
+            latest = wait_for(carried_on, 60, "messages of the restored visits",
                            proc, log)  # fmt: skip
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail("hallmonitor run did not stop within 30 s of SIGTERM")
-    text = log.read_text(errors="replace")
-    assert rc == 0, text[-3000:]
+        text = stop(proc, log)
     assert "restored" in text and "of worker restart" in text, text[-3000:]
     continued = []
     for eid, ev in latest.items():

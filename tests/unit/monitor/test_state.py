@@ -121,46 +121,18 @@ def test_unwritable_directory_keeps_the_camera_running(
     assert "cannot save rule state" in caplog.text
 
 
-def _loitering_event(camera_id: str = "lot", revision: int = 3):
-    import datetime as dt
-    import uuid
-
-    from monitor.events import Event, EventKind, EventState, LoiteringPayload
-
-    t = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
-    return Event(
-        event_id=uuid.uuid4(),
-        revision=revision,
-        camera_id=camera_id,
-        kind=EventKind.LOITERING,
-        state=EventState.UPDATE,
-        severity="medium",
-        ts=t + dt.timedelta(seconds=40),
-        started_at=t,
-        payload=LoiteringPayload(
-            rule_id="loit",
-            zone_id="z",
-            tracker_id=7,
-            class_name="person",
-            dwell_s=40.0,
-            bbox_xyxy=(1.0, 2.0, 3.0, 4.0),
-            threshold_s=30.0,
-        ),
-    )
-
-
 def test_open_events_come_back_once_as_ends(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, open_loitering_event
 ) -> None:
     from monitor.events import EventState
 
     pipes = build_pipelines(CAMERA, COCO_CLASSES)
-    ev = _loitering_event()
+    ev = open_loitering_event()
     store = RuleStateStore(tmp_path / "lot.json", "lot")
     assert store.save(pipes, {str(ev.event_id): ev})
     data = json.loads(store.path.read_text())
     data["open_events"]["junk"] = {"kind": "loitering"}  # e.g. an older schema
-    other = _loitering_event("gym")
+    other = open_loitering_event("gym")
     data["open_events"][str(other.event_id)] = other.model_dump(mode="json")
     store.path.write_text(json.dumps(data))
 
@@ -213,7 +185,9 @@ def test_bad_tracker_state_is_ignored(
     assert fresh.next_id == 1 and store.frame_ts is None
 
 
-def test_events_a_restored_pipeline_continues_are_not_ended(tmp_path: Path) -> None:
+def test_events_a_restored_pipeline_continues_are_not_ended(
+    tmp_path: Path, open_loitering_event
+) -> None:
     """The previous worker's open loitering event belongs to the restored visit
     (pipelines/loitering.py restore): it is claimed, not ended as an orphan;
     another open event still is."""
@@ -235,7 +209,7 @@ def test_events_a_restored_pipeline_continues_are_not_ended(tmp_path: Path) -> N
         frame = Frame("lot", k, 1_780_000_000.0 + k / 2, 100.0 + k / 2, image)
         events += loit.update(frame, det, np.zeros(0, np.int64))
     (start,) = events
-    other = _loitering_event()
+    other = open_loitering_event()
     store = RuleStateStore(tmp_path / "lot.json", "lot")
     opened = {str(start.event_id): start, str(other.event_id): other}
     assert store.save(pipes, opened)

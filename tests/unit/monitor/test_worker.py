@@ -417,7 +417,7 @@ def test_events_left_open_by_a_stopped_worker_are_ended_by_the_next(
 
 
 def test_restart_continues_open_visits_and_ends_other_open_events(
-    tmp_path: Path,
+    tmp_path: Path, open_loitering_event
 ) -> None:
     """A worker restarted within MAX_OUTAGE_BRIDGE_S (a crash, an upgrade): the two
     people still on the bench keep their loitering events and the group its crowd
@@ -444,7 +444,7 @@ def test_restart_continues_open_visits_and_ends_other_open_events(
     saved = json.loads(path.read_text())
     assert saved["frame_ts"] == pytest.approx(T0 + 2.8)
     next_id = saved["tracker"]["next_id"]
-    stray = _open_event_of_removed_rule()
+    stray = open_loitering_event("cam", 2, "removed", "bench", T0)
     saved["open_events"][str(stray.event_id)] = stray.model_dump(mode="json")
     path.write_text(json.dumps(saved))
     # Back 4.2 s after the last frame: less than the loitering grace (0.6 s) only
@@ -475,70 +475,3 @@ def test_restart_continues_open_visits_and_ends_other_open_events(
     (stray_end,) = [e for e in loiter2 if e.event_id == stray.event_id]
     assert stray_end.state is EventState.END
     assert stray_end.revision == stray.revision + 1
-
-
-def _open_event_of_removed_rule() -> Event:
-    import datetime as dt
-    import uuid
-
-    from monitor.events import LoiteringPayload
-
-    t = dt.datetime.fromtimestamp(T0, dt.UTC)
-    return Event(
-        event_id=uuid.uuid4(),
-        revision=2,
-        camera_id="cam",
-        kind=EventKind.LOITERING,
-        state=EventState.UPDATE,
-        severity="medium",
-        ts=t,
-        started_at=t,
-        payload=LoiteringPayload(
-            rule_id="removed",
-            zone_id="bench",
-            tracker_id=1,
-            class_name="person",
-            dwell_s=9.0,
-            bbox_xyxy=(1.0, 2.0, 3.0, 4.0),
-            threshold_s=2.0,
-        ),
-    )
-
-
-@pytest.mark.parametrize(
-    ("outage_s", "events"),
-    [
-        (3.0, 1),  # an RTSP reconnect: one visit, one event
-        (45.0, 2),  # longer than MAX_OUTAGE_BRIDGE_S: whoever is there is new
-    ],
-)
-def test_camera_outage_is_left_out_of_the_visit(
-    outage_s: float, events: int, tmp_path: Path
-) -> None:
-    """Camera outages (session 4). A 3 s outage (an RTSP reconnect) is left out of
-    the clocks: one visit, one event, dwell = observed time. One longer than
-    MAX_OUTAGE_BRIDGE_S ends the visit. Regression: before, the tracker matched its
-    stale track to the first detection after any gap, so even a 45 s outage
-    continued the visit, and the dwell counted the outage as presence."""
-    back = 3.0 + outage_s
-    rows = (
-        rows_between(0, 3.0, PERSON)
-        + rows_between(3.0, back, [], state="offline", frame=False)
-        + rows_between(back, back + 3.0, PERSON)
-        + rows_between(back + 3.0, back + 5.0, [])
-    )
-    sink, _ = run(rows, tmp_path, evidence=False)
-    loiter = [e for e in sink.events if e.kind is EventKind.LOITERING]
-    assert len({e.event_id for e in loiter}) == events
-    assert sum(e.state is EventState.START for e in loiter) == events
-    ends = [e for e in loiter if e.state is EventState.END]
-    assert len(ends) == events
-    if events == 1:
-        # Dwell is observed time: 3 s before and 3 s after the outage, not 9 s.
-        assert ends[0].payload.dwell_s == pytest.approx(5.8, abs=0.25)  # type: ignore[union-attr]
-        assert ends[0].ended_at is not None
-        assert ends[0].ended_at.timestamp() == pytest.approx(T0 + back + 2.8, abs=0.01)
-    health = [
-        e.payload.status for e in sink.events if e.kind is EventKind.CAMERA_HEALTH
-    ]  # type: ignore[union-attr]
-    assert health == ["offline", "online"]
