@@ -39,9 +39,10 @@ TOKEN = "restart-" + "5d1e0b7a9c3f4e21" * 3
 def _worker_pid(root_pid: int, video: Path) -> int | None:
     """The descendant process that has the camera's video open."""
     psutil = pytest.importorskip("psutil")
+    real = os.path.realpath(video)  # ../shared may be a link (a CI clone's is)
     for child in psutil.Process(root_pid).children(recursive=True):
         try:
-            if any(f.path == str(video) for f in child.open_files()):
+            if any(os.path.realpath(f.path) == real for f in child.open_files()):
                 return int(child.pid)
         except psutil.Error:
             continue
