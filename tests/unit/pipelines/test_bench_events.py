@@ -53,8 +53,7 @@ def walk(xs: list[float], tid: int = 1) -> list[Detections]:
     ],
 )
 def test_supervision_line_zone_direction_and_flips(bench, xs, expected) -> None:
-    # supervision comes with the `peers` extra (not installed by `make test`).
-    pytest.importorskip("supervision", reason="peers extra not installed")
+    pytest.importorskip("supervision", reason="test extra not installed")
     assert bench.sv_line_counts(walk(xs), LINE, SIZE) == expected
 
 
