@@ -371,6 +371,27 @@ def track_noisy(raw, n: int, fps: float, oracle: bool = False):
     return tracked, removed
 
 
+def ground_truth(seq: str):
+    """A sequence's ground truth as the rules see it.
+
+    Returns:
+        ``(gt, n, gt_frames, gt_removed, true_ev)``: rows per frame, the number of
+        frames, ground-truth tracks per frame as tracked detections, the ids removed
+        on each frame (the frame after their last one), and the true loitering
+        events (the rule applied to the ground-truth tracks).
+    """
+    gt = motdata.load_gt(seq)
+    n = max(gt)
+    gt_frames = [gt_dets(gt[f]) for f in range(1, n + 1)]
+    last = {int(r[0]): f for f in range(1, n + 1) for r in gt[f]}
+    gt_removed = [
+        np.array([i for i, lf in last.items() if lf == f - 1], np.int64)
+        for f in range(1, n + 1)
+    ]
+    true_ev = run_loitering(seq, gt_frames, MOT_ZONES[seq], gt_removed)
+    return gt, n, gt_frames, gt_removed, true_ev
+
+
 def mot_part(seeds: list[int]) -> None:
     print("## Loitering events (MOT ground truth)\n")
     print(
@@ -385,18 +406,7 @@ def mot_part(seeds: list[int]) -> None:
     ceiling: dict[str, list[int]] = defaultdict(lambda: [0] * 3)
     ceiling_counts: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0] * 4)
     for seq, info in motdata.SEQUENCES.items():
-        gt = motdata.load_gt(seq)
-        n = max(gt)
-        gt_frames = [gt_dets(gt[f]) for f in range(1, n + 1)]
-        seen: set[int] = set()
-        gt_removed = []
-        last = {int(r[0]): f for f in range(1, n + 1) for r in gt[f]}
-        for f in range(1, n + 1):
-            gt_removed.append(
-                np.array([i for i, lf in last.items() if lf == f - 1], np.int64)
-            )
-            seen |= {int(r[0]) for r in gt[f]}
-        true_ev = run_loitering(seq, gt_frames, MOT_ZONES[seq], gt_removed)
+        gt, n, gt_frames, gt_removed, true_ev = ground_truth(seq)
         base = float(LOITER["min_dwell_s"])
         true_tol = {
             tol: tuple(
@@ -791,16 +801,8 @@ def peer_part(seeds: list[int]) -> None:
     # supervision LineZone count err.
     agg: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * 6)
     for seq, info in motdata.SEQUENCES.items():
-        gt = motdata.load_gt(seq)
-        n = max(gt)
+        gt, n, _, _, true_ev = ground_truth(seq)
         size = (info.width, info.height)
-        gt_frames = [gt_dets(gt[f]) for f in range(1, n + 1)]
-        last = {int(r[0]): f for f in range(1, n + 1) for r in gt[f]}
-        gt_removed = [
-            np.array([i for i, lf in last.items() if lf == f - 1], np.int64)
-            for f in range(1, n + 1)
-        ]
-        true_ev = run_loitering(seq, gt_frames, MOT_ZONES[seq], gt_removed)
         true_counts = {
             ln.id: true_crossings(gt, ln, size, FLOW_HYST) for ln in MOT_LINES[seq]
         }
@@ -852,6 +854,73 @@ def peer_part(seeds: list[int]) -> None:
                 f"| {name} | {level} | {tp / max(npred, 1):.2f} | "
                 f"{tp / max(ntrue, 1):.2f} | {err / max(true, 1):.1%} | {sv_cell} |"
             )
+
+
+def gap_part(seeds: list[int], level: str = "hard") -> None:
+    """Where a level's loitering and count errors come from (docs/rules.md).
+
+    Per true loitering event: how often our tracker and the perfect-identity
+    reference (``track_noisy(oracle=True)``) miss it. Per unmatched predicted
+    event: a *second event* (its majority ground-truth id owns a true event in the
+    zone, overlapping it, that another prediction already matched: the person got
+    a new track after a neighbour's track took their box), *no truth* (no true event
+    of that id overlaps it), or *unmapped* (its boxes never overlapped a
+    ground-truth box by IoU >= 0.5).
+    """
+    print(f"\n## Where the {level}-level errors are (seeds {seeds[0]}-{seeds[-1]})\n")
+    print(
+        "| sequence | true event (zone, ids, frames) | missed: tracker | "
+        "missed: reference |\n|---|---|---|---|"
+    )
+    kinds: dict[str, dict[str, int]] = {}
+    for seq, info in motdata.SEQUENCES.items():
+        gt, n, _, _, true_ev = ground_truth(seq)
+        size = (info.width, info.height)
+        missed = {False: [0] * len(true_ev), True: [0] * len(true_ev)}
+        k = kinds.setdefault(seq, defaultdict(int))
+        for seed in seeds:
+            raw = motdata.noisy_detections(gt, level, seed, size)
+            for oracle in (False, True):
+                tracked, removed = track_noisy(raw, n, info.fps, oracle=oracle)
+                pred_ev = run_loitering(seq, tracked, MOT_ZONES[seq], removed)
+                fmap = track_gt_map(tracked, gt)
+                used, hit = match_pairs(true_ev, pred_ev, fmap)
+                for t in range(len(true_ev)):
+                    missed[oracle][t] += t not in used
+                if oracle:
+                    continue
+                for pi, p in enumerate(pred_ev):
+                    if pi in hit:
+                        continue
+                    votes: dict[int, int] = defaultdict(int)
+                    for f in range(p["f0"], p["f1"] + 1):
+                        for tid in p["tids"]:
+                            gid = fmap[f - 1].get(tid) if f - 1 < len(fmap) else None
+                            if gid is not None:
+                                votes[gid] += 1
+                    if not votes:
+                        k["unmapped"] += 1
+                        continue
+                    gid = max(votes, key=votes.__getitem__)
+                    owned = [
+                        t
+                        for t, ev in enumerate(true_ev)
+                        if ev["zone"] == p["zone"]
+                        and gid in ev["tids"]
+                        and ev["f0"] <= p["f1"]
+                        and p["f0"] <= ev["f1"]
+                    ]
+                    k["second event" if owned else "no truth"] += 1
+        for t, ev in enumerate(true_ev):
+            ids = "+".join(str(i) for i in sorted(ev["tids"]))
+            print(
+                f"| {seq} | {ev['zone']}, {ids}, {ev['f0']}-{ev['f1']} of {n} | "
+                f"{missed[False][t]} | {missed[True][t]} |"
+            )
+    print("\n| sequence | unmatched predicted events | count |\n|---|---|---|")
+    for seq, k in kinds.items():
+        for kind in ("second event", "no truth", "unmapped"):
+            print(f"| {seq} | {kind} | {k[kind]} |")
 
 
 def perf_part() -> None:
@@ -914,11 +983,19 @@ def main() -> None:
         action="store_true",
         help="also run peer trackers (bench_tracking) and supervision's LineZone",
     )
+    ap.add_argument(
+        "--gap",
+        metavar="LEVEL",
+        choices=sorted(motdata.LEVELS),
+        help="also list where that level's loitering errors come from",
+    )
     args = ap.parse_args()
     if not args.skip_mot:
         mot_part(args.seeds)
     if args.peers:
         peer_part(args.seeds)
+    if args.gap:
+        gap_part(args.seeds, args.gap)
     if not args.skip_perf:
         perf_part()
     if not args.skip_video:
