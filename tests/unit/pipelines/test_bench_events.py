@@ -74,3 +74,27 @@ def test_peer_tracks_are_removed_after_the_lost_buffer(bench) -> None:
     gone = [f for f, r in enumerate(removed, start=1) if r.size]
     # Last seen at frame 5 (0.2 s); removed on the first frame more than 1.5 s later.
     assert gone == [43] and removed[42].tolist() == [7]
+
+
+def test_gap_table_adds_up_to_the_loitering_scores(bench, capsys) -> None:
+    """``--gap``: the misses listed per true event are the true events the main
+    table does not find, and the unmatched predictions are its false ones."""
+    import motdata
+
+    bench.gap_part([0], "hard")
+    out = capsys.readouterr().out
+    rows = [r.split("|")[1:-1] for r in out.splitlines() if r.startswith("| TUD")]
+    per_event = [r for r in rows if len(r) == 4]
+    kinds = [r for r in rows if len(r) == 3]
+    missed = sum(int(r[2]) for r in per_event)
+    unmatched = sum(int(r[2]) for r in kinds)
+    tp = npred = ntrue = 0
+    for seq, info in motdata.SEQUENCES.items():
+        gt, n, _, _, true_ev = bench.ground_truth(seq)
+        raw = motdata.noisy_detections(gt, "hard", 0, (info.width, info.height))
+        tracked, removed = bench.track_noisy(raw, n, info.fps)
+        pred = bench.run_loitering(seq, tracked, bench.MOT_ZONES[seq], removed)
+        a, b, c = bench.match_events(true_ev, pred, bench.track_gt_map(tracked, gt))
+        tp, npred, ntrue = tp + a, npred + b, ntrue + c
+    assert len(per_event) == ntrue == 12
+    assert missed == ntrue - tp and unmatched == npred - tp
