@@ -1,7 +1,9 @@
-"""The peer comparison in scripts/bench_events.py (``--peers``).
+"""The peer comparison (``--peers``) and error analysis (``--gap``) of
+scripts/bench_events.py.
 
-Its counts are only comparable if supervision's ``LineZone`` gets the right direction
-and the peers' tracks are removed as ours are; both are checked here on tiny tables.
+Peer counts are only comparable if supervision's ``LineZone`` gets the right
+direction and the peers' tracks are removed as ours are; both are checked here on
+tiny tables. The gap table must add up to the main table's loitering scores.
 """
 
 from __future__ import annotations
