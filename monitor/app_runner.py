@@ -15,7 +15,8 @@ from typing import Any
 
 from config.schema import AppConfig
 from monitor.embedded_redis import EmbeddedRedis, resolve_redis_url
-from monitor.worker import camera_process_main, media_root
+from monitor.state import retire_state_files
+from monitor.worker import camera_process_main, media_root, state_dir
 
 __all__ = ["database_url", "ensure_admin_token", "open_store", "run_all"]
 
@@ -173,6 +174,17 @@ def run_all(
             name="detector-watchdog",
             daemon=True,
         ).start()
+
+    def publish(event: Event) -> None:
+        r.xadd(
+            app.redis.stream,
+            encode_event(event),  # type: ignore[arg-type]
+            maxlen=app.redis.maxlen,
+            approximate=True,
+        )
+
+    # Events left open by cameras that no longer run would stay "ongoing" forever.
+    retire_state_files(state_dir(app), set(cameras), publish)
     sup = Supervisor(factory, cameras, app.supervisor, on_alert=on_alert)
     sup_stop = threading.Event()
     sup.start()

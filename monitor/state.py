@@ -35,7 +35,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from pydantic import ValidationError
 
 from monitor.events import Event, EventState
 
-__all__ = ["RuleStateStore", "pipeline_key"]
+__all__ = ["RuleStateStore", "pipeline_key", "retire_state_files"]
 
 log = logging.getLogger(__name__)
 
@@ -294,3 +294,62 @@ class RuleStateStore:
         self._saved_tracker = tracked
         self.writes += 1
         return True
+
+
+def retire_state_files(
+    state_dir: Path, cameras: Collection[str], publish: Callable[[Event], None]
+) -> int:
+    """End the open events of cameras that no longer run, and set their files aside.
+
+    A camera removed from the config (or disabled) has no worker to restore its
+    state, so the events it left open would stay "ongoing" in the review queue
+    forever. ``hallmonitor run`` calls this on start: each state file of a camera
+    not in ``cameras`` has its open events ended (as :meth:`RuleStateStore.orphans`
+    does) and is renamed ``<camera>.json.retired-<time>`` (kept for inspection);
+    the camera starts afresh if it comes back. A file whose events cannot all be
+    published is left in place, to be tried again on the next start.
+
+    Args:
+        state_dir: ``<data_dir>/state``.
+        cameras: Ids of the cameras that run now.
+        publish: Sends one event (raises on failure).
+
+    Returns:
+        How many events were ended.
+    """
+    ended = 0
+    try:
+        paths = sorted(Path(state_dir).glob("*.json"))
+    except OSError:  # pragma: no cover - an unreadable directory: nothing to do
+        return 0
+    for path in paths:
+        camera_id = path.stem
+        if camera_id in cameras:
+            continue
+        store = RuleStateStore(path, camera_id)
+        store.restore(())
+        events = store.orphans()
+        try:
+            for ev in events:
+                publish(ev)
+        except Exception:  # noqa: BLE001 - keep the file; the next start retries
+            log.exception(
+                "camera %s is no longer configured, but its open events could not "
+                "be ended; keeping %s",
+                camera_id,
+                path,
+            )
+            continue
+        ended += len(events)
+        if path.exists():
+            aside = path.with_name(f"{path.name}.retired-{int(time.time())}")
+            try:
+                os.replace(path, aside)
+            except OSError as exc:  # pragma: no cover - read-only state dir
+                log.warning("cannot set aside %s: %s", path, exc)
+        log.info(
+            "camera %s is no longer configured: ended %d open event(s) it left",
+            camera_id,
+            len(events),
+        )
+    return ended

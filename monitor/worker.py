@@ -502,9 +502,14 @@ def media_root(app: AppConfig) -> Path:
     return Path(app.storage.media_dir or Path(app.data_dir) / "media")
 
 
+def state_dir(app: AppConfig) -> Path:
+    """Directory of the cameras' rule-state files (``monitor/state.py``)."""
+    return Path(app.data_dir) / "state"
+
+
 def state_path(app: AppConfig, camera_id: str) -> Path:
     """The camera's rule-state file (``monitor/state.py``)."""
-    return Path(app.data_dir) / "state" / f"{camera_id}.json"
+    return state_dir(app) / f"{camera_id}.json"
 
 
 def build_parts(

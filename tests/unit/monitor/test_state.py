@@ -219,3 +219,52 @@ def test_events_a_restored_pipeline_continues_are_not_ended(
     assert store2.restore(pipes2) == 1
     assert list(store2.claimed()) == [str(start.event_id)]
     assert [e.event_id for e in store2.orphans()] == [other.event_id]
+
+
+def test_state_of_cameras_no_longer_configured_is_retired(
+    tmp_path: Path, open_loitering_event
+) -> None:
+    """Bug: the events a camera left open stayed "ongoing" forever once the camera
+    was removed from the config (no worker restores or ends them). `hallmonitor
+    run` now ends them on start and sets the file aside; running cameras' files are
+    untouched, and a file whose events could not be sent is kept for a retry."""
+    from monitor.events import EventState
+    from monitor.state import retire_state_files
+
+    pipes = build_pipelines(CAMERA, COCO_CLASSES)
+    files = {}
+    events = {}
+    for cam in ("lot", "gym", "pool"):
+        ev = open_loitering_event(cam)
+        store = RuleStateStore(tmp_path / f"{cam}.json", cam)
+        assert store.save(pipes, {str(ev.event_id): ev})
+        files[cam], events[cam] = store.path, ev
+    (tmp_path / "broken.json").write_text("{not json")
+
+    sent = []
+
+    def flaky(ev):  # the first publish attempt fails, later ones succeed
+        if not sent and not getattr(flaky, "failed", False):
+            flaky.failed = True  # type: ignore[attr-defined]
+            raise ConnectionError("redis down")
+        sent.append(ev)
+
+    assert retire_state_files(tmp_path, {"lot"}, flaky) == 1
+    assert retire_state_files(tmp_path, {"lot"}, sent.append) == 1
+    assert sorted(e.camera_id for e in sent) == ["gym", "pool"]
+    for e in sent:
+        before = events[e.camera_id]
+        assert (e.event_id, e.state, e.revision) == (
+            before.event_id,
+            EventState.END,
+            before.revision + 1,
+        )
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "lot.json" in names and "gym.json" not in names and "pool.json" not in names
+    assert (
+        sum(n.startswith(("gym.json.retired-", "pool.json.retired-")) for n in names)
+        == 2
+    )
+    assert any(n.startswith("broken.json.corrupt-") for n in names)
+    # Nothing left to end on the next start.
+    assert retire_state_files(tmp_path, {"lot"}, sent.append) == 0
