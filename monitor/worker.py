@@ -541,7 +541,7 @@ def build_parts(
         source=source,
         detector=det,
         tracker=Tracker(app.tracker, det.class_names),
-        pipelines=build_pipelines(camera, det.class_names),
+        pipelines=build_pipelines(camera, det.class_names, app.tracker.class_groups),
         sink=sink,
     )
     parts.on_close.append(source.close)

@@ -17,7 +17,11 @@ __all__ = ["build_pipelines"]
 log = logging.getLogger(__name__)
 
 
-def build_pipelines(camera: CameraConfig, class_names: Sequence[str]) -> list[Pipeline]:
+def build_pipelines(
+    camera: CameraConfig,
+    class_names: Sequence[str],
+    class_groups: Sequence[Sequence[str]] | None = None,
+) -> list[Pipeline]:
     """One pipeline per configured rule, in an order the worker can run as is.
 
     Occupancy pipelines read the crossings of the flow pipelines they name on the
@@ -26,6 +30,8 @@ def build_pipelines(camera: CameraConfig, class_names: Sequence[str]) -> list[Pi
     Args:
         camera: The camera (zones, lines, rules, time zone).
         class_names: Detector class names, index == class id.
+        class_groups: The tracker's ``class_groups`` (loitering id switches stay
+            within a group); None: the tracker's default.
 
     Raises:
         ValueError: A rule needs a class the detector does not have, or names a
@@ -37,7 +43,9 @@ def build_pipelines(camera: CameraConfig, class_names: Sequence[str]) -> list[Pi
     out: list[Pipeline] = []
     try:
         for lr in rules.loitering:
-            out.append(LoiteringPipeline(lr, camera.zone(lr.zone), names, tz))
+            out.append(
+                LoiteringPipeline(lr, camera.zone(lr.zone), names, tz, class_groups)
+            )
         for cr in rules.crowding:
             out.append(CrowdingPipeline(cr, camera.zone(cr.zone), names, tz))
         flows: dict[str, VehicleFlowPipeline] = {}

@@ -14,10 +14,11 @@ Definitions (all durations from ``frame.mono``, wall-clock seconds, never frames
   (rule or schedule), ``update`` every ``update_s`` while the visit lasts, ``end`` when
   the visit ends (``ended_at`` = last in-zone observation). At most one event per
   visit; after an end the same track cannot start another for ``cooldown_s``.
-* **Id switch**: a *new* track id first seen in the zone within ``grace_s`` of a
-  visiting track's last in-zone observation, and within ``reid_distance`` × frame
-  diagonal of its last anchor, while that track is not visible, takes over the visit
-  (and its event): dwell continues instead of restarting.
+* **Id switch**: a *new* track id of the same class or class group, first seen in
+  the zone within ``grace_s`` of a visiting track's last in-zone observation, and
+  within ``reid_distance`` × frame diagonal of its last anchor, while that track is
+  not visible, takes over the visit (and its event): dwell continues instead of
+  restarting.
 * **Worker restart**: :meth:`LoiteringPipeline.snapshot` keeps the open visits (and
   their events) in the camera's state file; after a restart
   :meth:`LoiteringPipeline.restore` brings them back as vanished visitors, so the
@@ -44,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from config.rules import LoiteringRuleConfig
 from config.schema import ZoneConfig
+from config.tracker import TrackerConfig
 from monitor.events import Event, EventKind, EventState, LoiteringPayload, Severity
 from monitor.types import Detections, Frame, anchor_points
 from monitor.zones import PolygonZone, lookup_rows, select_births, select_tracks
@@ -136,6 +138,11 @@ class LoiteringPipeline:
         zone: The zone it watches.
         class_names: Detector class names, index == class id.
         timezone: IANA time zone of the camera (schedules).
+        class_groups: Class names one object may be detected as in turn (the
+            tracker's ``class_groups``; default: its default, car/bus/truck). An id
+            switch hands a visit only to a new track of the same class or group: a
+            parked car re-detected as a truck keeps its dwell, a bicycle appearing
+            where a person vanished does not take the person's.
     """
 
     def __init__(
@@ -144,10 +151,20 @@ class LoiteringPipeline:
         zone: ZoneConfig,
         class_names: Sequence[str],
         timezone: str = "UTC",
+        class_groups: Sequence[Sequence[str]] | None = None,
     ) -> None:
         self.rule = rule
         self.zone_cfg = zone
         self.class_names = tuple(class_names)
+        if class_groups is None:
+            class_groups = TrackerConfig().class_groups
+        # Class id -> group id (the smallest class id of its group, else itself).
+        self._group = np.arange(len(self.class_names), dtype=np.int64)
+        index = {n: i for i, n in enumerate(self.class_names)}
+        for g in class_groups:
+            ids = [index[n] for n in g if n in index]
+            if ids:
+                self._group[ids] = min(ids)
         missing = [c for c in rule.classes if c not in self.class_names]
         if missing:
             raise ValueError(
@@ -445,7 +462,7 @@ class LoiteringPipeline:
 
         rows, found = lookup_rows(self.ids, tids)
         if (~found).any():
-            self._link_new(tids, anchors, inzone, found, rows, now)
+            self._link_new(tids, anchors, cls, inzone, found, rows, now)
             rows, found = lookup_rows(self.ids, tids)
             new = ~found
             self._append(tids[new], cls[new], boxes[new])
@@ -576,16 +593,24 @@ class LoiteringPipeline:
         self.first_in[r] = mono[ok]
         self.last_in[r] = mono[ok]
 
+    def _groups(self, cls: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Class group of each class id (ids the detector lacks: their own, < 0)."""
+        n = self._group.size
+        inside = (cls >= 0) & (cls < n)
+        return np.where(inside, self._group[np.clip(cls, 0, n - 1)], -1 - cls)
+
     def _link_new(
         self,
         tids: npt.NDArray[np.int64],
         anchors: npt.NDArray[np.float64],
+        cls: npt.NDArray[np.int64],
         inzone: npt.NDArray[np.bool_],
         found: npt.NDArray[np.bool_],
         rows: npt.NDArray[np.intp],
         now: float,
     ) -> None:
-        """Hand a vanished visitor's row to a new id that appears where it was."""
+        """Hand a vanished visitor's row to a new id of its class group that
+        appears where it was."""
         if self._reid_px <= 0 or self.ids.size == 0:
             return
         visible = np.zeros(self.ids.size, dtype=bool)
@@ -598,9 +623,11 @@ class LoiteringPipeline:
         )
         if not cand.any():
             return
+        row_group = self._groups(self.cls)
+        new_group = self._groups(cls)
         for j in np.flatnonzero(~found & inzone):
             d = np.hypot(self.ax - anchors[j, 0], self.ay - anchors[j, 1])
-            d = np.where(cand, d, math.inf)
+            d = np.where(cand & (row_group == new_group[j]), d, math.inf)
             i = int(np.argmin(d))
             if d[i] > self._reid_px:
                 continue

@@ -107,6 +107,25 @@ CASES = [
         [(17, "start", 2, 10), (23, "end", 2, 12.5)],
     ),
     (
+        # Session 5: re-linking ignored the class, so in a person + bicycle rule a
+        # bicycle left where a person vanished continued the person's dwell.
+        "id switch to a track of another class is a different object",
+        {"classes": ("person", "bicycle")},
+        [SWITCH[0], SWITCH[1], (7, 20, [p(2, (52, 50), cls=1)]), SWITCH[3]],
+        [(17, "start", 2, 10), (23, "end", 2, 12.5)],
+    ),
+    (
+        "id switch within a class group (car re-detected as truck) keeps the dwell",
+        {"classes": ("car", "truck")},
+        [
+            (0, 6, [p(1, (50, 50), cls=2)]),
+            (6, 7, []),
+            (7, 20, [p(2, (52, 50), cls=7)]),
+            (20, 25, []),
+        ],
+        [(10, "start", 2, 10), (23, "end", 2, 19.5)],
+    ),
+    (
         "new id far from the vanished one is a different person",
         {},
         [SWITCH[0], SWITCH[1], (7, 20, [p(2, (70, 70))]), SWITCH[3]],

@@ -248,3 +248,21 @@ def test_bad_saved_state_is_refused_with_a_warning(rt, caplog, state) -> None:
     sim = rt.Sim([pipe])
     sim.run(rows(0, 11, [p(1, IN)]))
     assert [e.state.value for _, e in sim.log] == ["start"]
+
+
+def test_restored_class_the_detector_no_longer_has(rt) -> None:
+    """A visit saved under a class id the new detector lacks (the model changed)
+    cannot be taken over by any new track; it ends after grace, no crash."""
+    rule = LoiteringRuleConfig(**BASE)
+    w1 = LoiteringPipeline(rule, ZONE, COCO_CLASSES, "UTC")
+    rt.Sim([w1]).run(STAY_15)
+    saved = w1.snapshot()
+    saved["visits"][0]["class_id"] = 900
+    w2 = LoiteringPipeline(rule, ZONE, COCO_CLASSES, "UTC")
+    assert w2.restore(saved)
+    w2.pause(5.0)
+    sim = rt.Sim([w2], mono0=MONO2)
+    sim.run(rows(20, 35, [p(3, NEAR)]))
+    got = [(t, e.state.value, e.payload.tracker_id) for t, e in sim.log]
+    assert got == [(23.0, "end", 1), (30.0, "start", 3)]
+    assert sim.log[0][1].payload.class_name == "900"
