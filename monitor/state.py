@@ -42,6 +42,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from monitor.events import Event, EventState
+from pipelines.occupancy import end_of_saved_day
 
 __all__ = ["RuleStateStore", "pipeline_key", "retire_state_files"]
 
@@ -79,6 +80,7 @@ class RuleStateStore:
         self._saved_tracker: dict[str, Any] | None = None
         self._orphans: list[Event] = []
         self._claimed: dict[str, Event] = {}
+        self._ended_days: list[Event] = []
         self.writes = 0
         #: From the loaded file: the tracker's next id and the last frame's time.
         self.next_id: int | None = None
@@ -177,7 +179,9 @@ class RuleStateStore:
 
         Each is the event's last saved message as ``end`` at the next revision,
         ended at that message's time (the last moment anything was known), so the
-        review queue stops showing it as ongoing. Call after :meth:`restore`.
+        review queue stops showing it as ongoing; and the ``end`` of each saved
+        occupancy day no pipeline took (:func:`pipelines.occupancy.end_of_saved_day`).
+        Call after :meth:`restore`.
         """
         out = [
             ev.model_copy(
@@ -191,7 +195,8 @@ class RuleStateStore:
             for ev in self._orphans
             if ev.revision < 1_000_000
         ]
-        self._orphans = []
+        out += self._ended_days
+        self._orphans, self._ended_days = [], []
         return out
 
     def restore(self, pipelines: Sequence[Any], tracker: Any | None = None) -> int:
@@ -204,16 +209,29 @@ class RuleStateStore:
         """
         saved = self.load()
         taken = 0
+        taken_keys: set[str] = set()
         claimed: set[str] = set()
+        self._ended_days = []
         for p in pipelines:
             key = pipeline_key(p)
             if key is not None and key in saved and p.restore(saved[key]):
                 taken += 1
+                taken_keys.add(key)
                 events = getattr(p, "restored_events", None)
                 if callable(events):
                     claimed |= set(events())
         if tracker is not None and self.next_id is not None:
             tracker.next_id = self.next_id
+        # An occupancy day no pipeline took (rule removed, or its state refused) is
+        # not among the open events: end it here, at the camera's last frame.
+        last = self.frame_ts if self.frame_ts is not None else time.time()
+        for key, snap in saved.items():
+            if key.startswith("occupancy:") and key not in taken_keys:
+                day_end = end_of_saved_day(snap, last)
+                if day_end is not None and day_end.camera_id in ("", self.camera_id):
+                    self._ended_days.append(
+                        day_end.model_copy(update={"camera_id": self.camera_id})
+                    )
         self._claimed = {
             str(ev.event_id): ev for ev in self._orphans if str(ev.event_id) in claimed
         }

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.rules import OccupancyRuleConfig
 from monitor.events import Event, EventKind, EventState, OccupancyPayload, Severity
@@ -37,7 +37,7 @@ from pipelines.base import parse_saved_state
 from pipelines.schedule import local_day_start, next_day_start, utc_datetime
 from pipelines.vehicle_flow import VehicleFlowPipeline
 
-__all__ = ["OccupancyPipeline", "OccupancyState"]
+__all__ = ["OccupancyPipeline", "OccupancyState", "end_of_saved_day"]
 
 log = logging.getLogger(__name__)
 
@@ -237,3 +237,46 @@ class OccupancyPipeline:
                 exited=self.exited,
             ),
         )
+
+
+def end_of_saved_day(state: object, ts: float) -> Event | None:
+    """The ``end`` of a saved occupancy day that no pipeline continues.
+
+    A rule removed from the config (or its camera), or saved state the pipeline
+    refused, leaves the day's event open with nothing to end it at the daily reset:
+    the worker ends it with its saved numbers (``monitor/state.py``).
+
+    Args:
+        state: A saved :meth:`OccupancyPipeline.snapshot`.
+        ts: When it ended: the last frame the camera processed (epoch seconds).
+
+    Returns:
+        The message (one revision skipped, as after every restore), or None when
+        the state is not a valid occupancy day.
+    """
+    try:
+        st = OccupancyState.model_validate(state)
+    except ValidationError:
+        return None
+    if st.day_start.tzinfo is None:
+        return None
+    day_start = st.day_start.astimezone(dt.UTC)
+    end = max(utc_datetime(ts), day_start)
+    return Event(
+        event_id=st.event_id,
+        revision=st.revision + 2,
+        camera_id=st.camera_id,
+        kind=EventKind.OCCUPANCY,
+        state=EventState.END,
+        severity=Severity.LOW,
+        ts=end,
+        started_at=day_start,
+        ended_at=end,
+        payload=OccupancyPayload(
+            rule_id=st.rule_id,
+            occupancy=st.occupancy,
+            day_start=day_start,
+            entered=st.entered,
+            exited=st.exited,
+        ),
+    )

@@ -268,3 +268,55 @@ def test_state_of_cameras_no_longer_configured_is_retired(
     assert any(n.startswith("broken.json.corrupt-") for n in names)
     # Nothing left to end on the next start.
     assert retire_state_files(tmp_path, {"lot"}, sent.append) == 0
+
+
+def test_occupancy_day_of_a_removed_rule_is_ended(
+    tmp_path: Path, saved_occupancy: dict
+) -> None:
+    """Bug: the day event of an occupancy rule removed from the config (or whose
+    saved state the rule refused) stayed open forever: it is not an "open event"
+    and nothing reached its daily reset. The next worker ends it with its saved
+    numbers at the camera's last frame; a rule that takes its state is untouched."""
+    import datetime as dt
+
+    from monitor.events import EventKind, EventState
+
+    gone = {**saved_occupancy, "rule_id": "old-lot"}
+    refused = {
+        **saved_occupancy,
+        "event_id": "0f1c1d2e-8a4b-4c3d-9e2f-0a1b2c3d4e5f",
+        "occupancy": 7,
+    }  # more than entered: the rule refuses it
+    path = _file(tmp_path / "lot.json",
+                 {"occupancy:occ": refused, "occupancy:old-lot": gone},
+                 frame_ts=1_780_300_000.5)  # fmt: skip
+    pipes = build_pipelines(CAMERA, COCO_CLASSES)
+    store = RuleStateStore(path, "lot")
+    assert store.restore(pipes) == 0
+    ends = {str(e.event_id): e for e in store.orphans()}
+    assert set(ends) == {gone["event_id"], refused["event_id"]}
+    for e in ends.values():
+        assert (e.kind, e.state, e.revision) == (EventKind.OCCUPANCY, EventState.END, 6)
+        assert e.camera_id == "lot"
+        assert e.ended_at == dt.datetime.fromtimestamp(1_780_300_000.5, dt.UTC)
+    assert ends[gone["event_id"]].payload.occupancy == 2  # type: ignore[union-attr]
+    assert store.orphans() == []  # once
+
+    # The rule takes a good state: its day goes on, nothing is ended.
+    path = _file(tmp_path / "lot.json", {"occupancy:occ": saved_occupancy})
+    store = RuleStateStore(path, "lot")
+    assert store.restore(build_pipelines(CAMERA, COCO_CLASSES)) == 1
+    assert store.orphans() == []
+    # A camera removed from the config: its occupancy day is ended on start too.
+    from monitor.state import retire_state_files
+
+    gym = {**saved_occupancy, "camera_id": "gym"}
+    (tmp_path / "gym.json").write_text(
+        json.dumps({"version": 1, "camera_id": "gym", "frame_ts": 1_780_300_000.5,
+                    "rules": {"occupancy:occ": gym}})
+    )  # fmt: skip
+    sent: list = []
+    assert retire_state_files(tmp_path, {"lot"}, sent.append) == 1
+    assert [(str(e.event_id), e.camera_id, e.state) for e in sent] == [
+        (gym["event_id"], "gym", EventState.END)
+    ]
