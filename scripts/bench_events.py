@@ -175,20 +175,26 @@ def match_events(true_ev, pred_ev, fmap):
     return len(used), len(pred_ev), len(true_ev)
 
 
+def event_gt_id(p, fmap) -> int | None:
+    """The ground-truth id a predicted event's track(s) overlapped most (IoU >= 0.5
+    per :func:`track_gt_map`, counted over the event's frames), or None."""
+    votes: dict[int, int] = defaultdict(int)
+    for f in range(p["f0"], p["f1"] + 1):
+        for tid in p["tids"]:
+            gid = fmap[f - 1].get(tid) if f - 1 < len(fmap) else None
+            if gid is not None:
+                votes[gid] += 1
+    return max(votes, key=votes.__getitem__) if votes else None
+
+
 def match_pairs(true_ev, pred_ev, fmap) -> tuple[set[int], set[int]]:
     """Greedy one-to-one match: (indices of matched true events, of matched preds)."""
     used: set[int] = set()
     hit: set[int] = set()
     for pi, p in enumerate(pred_ev):
-        votes: dict[int, int] = defaultdict(int)
-        for f in range(p["f0"], p["f1"] + 1):
-            for tid in p["tids"]:
-                gid = fmap[f - 1].get(tid) if f - 1 < len(fmap) else None
-                if gid is not None:
-                    votes[gid] += 1
-        if not votes:
+        gid = event_gt_id(p, fmap)
+        if gid is None:
             continue
-        gid = max(votes, key=votes.get)
         for k, t in enumerate(true_ev):
             if (
                 k not in used
@@ -892,16 +898,10 @@ def gap_part(seeds: list[int], level: str = "hard") -> None:
                 for pi, p in enumerate(pred_ev):
                     if pi in hit:
                         continue
-                    votes: dict[int, int] = defaultdict(int)
-                    for f in range(p["f0"], p["f1"] + 1):
-                        for tid in p["tids"]:
-                            gid = fmap[f - 1].get(tid) if f - 1 < len(fmap) else None
-                            if gid is not None:
-                                votes[gid] += 1
-                    if not votes:
+                    gid = event_gt_id(p, fmap)
+                    if gid is None:
                         k["unmapped"] += 1
                         continue
-                    gid = max(votes, key=votes.__getitem__)
                     owned = [
                         t
                         for t, ev in enumerate(true_ev)
