@@ -66,7 +66,7 @@ from config.base import COCO_CLASSES
 from config.tracker import TrackerConfig
 from monitor import kalman
 from monitor.assignment import iou_cxcywh_xyxy, iou_matrix, match
-from monitor.types import Detections
+from monitor.types import ClassGroups, Detections
 
 __all__ = ["LOW_MATCH_IOU", "Tracker"]
 
@@ -134,14 +134,8 @@ class Tracker:
     ) -> None:
         self.cfg = cfg if cfg is not None else TrackerConfig()
         names = tuple(class_names) if class_names is not None else COCO_CLASSES
-        # Class id -> group id (the smallest class id of its group, else itself).
-        group = np.arange(len(names), dtype=np.int64)
-        index = {n: i for i, n in enumerate(names)}
-        for g in self.cfg.class_groups:
-            ids = [index[n] for n in g if n in index]
-            if ids:
-                group[ids] = min(ids)
-        self._group = group
+        # Class id -> group id: a track switches class only inside its group.
+        self._groups = ClassGroups(names, self.cfg.class_groups)
         self.kalman = kalman.KalmanParams()
         # Measurement noise learned from this tracker's own detections (see
         # _learn_meas_noise); never below the default, which stays the floor. Kept
@@ -285,13 +279,6 @@ class Tracker:
         c = rows[:, 0:2]
         half = 0.5 * rows[:, 2:4]
         return np.concatenate([c - half, c + half], axis=1)
-
-    def _groups(self, cls: npt.NDArray[np.floating | np.integer]) -> npt.NDArray:
-        """``(K,)`` class group ids of ``(K,)`` class ids (unknown ids: themselves)."""
-        c = np.asarray(cls).astype(np.int64)
-        g = self._group
-        inside = (c >= 0) & (c < g.size)
-        return np.where(inside, g[np.clip(c, 0, g.size - 1)], c)
 
     def _second_box(
         self,

@@ -8,14 +8,14 @@ with boolean masks, and an instance with inconsistent shapes cannot be construct
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Anchor", "Detections", "Frame", "anchor_points"]
+__all__ = ["Anchor", "ClassGroups", "Detections", "Frame", "anchor_points"]
 
 
 class Anchor(enum.StrEnum):
@@ -256,3 +256,35 @@ class Detections:
                 row["tracker_id"] = int(self.tracker_id[i])
             rows.append(row)
         return rows
+
+
+class ClassGroups:
+    """Class id -> class group id, for classes one object may be detected as in turn.
+
+    A group's id is the smallest class id in it; a class in no group is its own.
+    Ids the detector does not have map to themselves (never equal to a known
+    class's group). Used by the tracker (a track may switch class only inside its
+    group) and by the loitering rule's id-switch hand-over.
+
+    Args:
+        class_names: Detector class names, index == class id.
+        groups: Groups of class names (names the detector lacks are ignored).
+    """
+
+    def __init__(
+        self, class_names: Sequence[str], groups: Sequence[Sequence[str]]
+    ) -> None:
+        table = np.arange(len(class_names), dtype=np.int64)
+        index = {n: i for i, n in enumerate(class_names)}
+        for g in groups:
+            ids = [index[n] for n in g if n in index]
+            if ids:
+                table[ids] = min(ids)
+        self.table = table
+
+    def __call__(self, cls: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        """``(K,)`` group ids of ``(K,)`` class ids."""
+        c = np.asarray(cls).astype(np.int64)
+        g = self.table
+        inside = (c >= 0) & (c < g.size)
+        return np.where(inside, g[np.clip(c, 0, g.size - 1)], c)

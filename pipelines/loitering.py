@@ -47,7 +47,7 @@ from config.rules import LoiteringRuleConfig
 from config.schema import ZoneConfig
 from config.tracker import TrackerConfig
 from monitor.events import Event, EventKind, EventState, LoiteringPayload, Severity
-from monitor.types import Detections, Frame, anchor_points
+from monitor.types import ClassGroups, Detections, Frame, anchor_points
 from monitor.zones import PolygonZone, lookup_rows, select_births, select_tracks
 from pipelines.base import parse_saved_state
 from pipelines.schedule import Scheduler, utc_datetime
@@ -158,13 +158,7 @@ class LoiteringPipeline:
         self.class_names = tuple(class_names)
         if class_groups is None:
             class_groups = TrackerConfig().class_groups
-        # Class id -> group id (the smallest class id of its group, else itself).
-        self._group = np.arange(len(self.class_names), dtype=np.int64)
-        index = {n: i for i, n in enumerate(self.class_names)}
-        for g in class_groups:
-            ids = [index[n] for n in g if n in index]
-            if ids:
-                self._group[ids] = min(ids)
+        self._groups = ClassGroups(self.class_names, class_groups)
         missing = [c for c in rule.classes if c not in self.class_names]
         if missing:
             raise ValueError(
@@ -592,12 +586,6 @@ class LoiteringPipeline:
         r = rows[sel][ok]
         self.first_in[r] = mono[ok]
         self.last_in[r] = mono[ok]
-
-    def _groups(self, cls: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """Class group of each class id (ids the detector lacks: their own, < 0)."""
-        n = self._group.size
-        inside = (cls >= 0) & (cls < n)
-        return np.where(inside, self._group[np.clip(cls, 0, n - 1)], -1 - cls)
 
     def _link_new(
         self,
