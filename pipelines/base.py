@@ -12,9 +12,12 @@ from pydantic import BaseModel, ValidationError
 from monitor.events import Event
 from monitor.types import Detections, Frame
 
-__all__ = ["Pipeline", "parse_saved_state"]
+__all__ = ["Pipeline", "parse_saved_state", "restored_clock_offset"]
 
 M = TypeVar("M", bound=BaseModel)
+
+# A restored time is placed at least this long before the first frame (s).
+_RESTORED_EPS_S = 1e-3
 
 
 class Pipeline(Protocol):
@@ -75,3 +78,25 @@ def parse_saved_state(
         )
         return None
     return st
+
+
+def restored_clock_offset(
+    now: float, ts: float, saved_ts: float, paused: float
+) -> float:
+    """What to add to an epoch time saved before a restart to place it on this
+    process's monotonic clock, on the first frame after the restart.
+
+    ``x -> now - (ts - x) + paused``: the outage paused out before the frame
+    (``pause()``, the worker's restart bridge) is left out of durations. If the wall
+    clock was set back meanwhile, the saved times would land after this frame: all
+    move back together (durations kept) so that the last saved frame
+    (``saved_ts``) is just before it.
+
+    Args:
+        now: The frame's ``mono``.
+        ts: The frame's ``ts`` (epoch seconds).
+        saved_ts: Epoch seconds of the last frame in the saved state.
+        paused: Seconds paused out before this frame.
+    """
+    shift = min(0.0, (ts - saved_ts) - paused - _RESTORED_EPS_S)
+    return now - ts + paused + shift

@@ -37,7 +37,7 @@ from config.schema import ZoneConfig
 from monitor.events import CrowdingPayload, Event, EventKind, EventState, Severity
 from monitor.types import Detections, Frame
 from monitor.zones import PolygonZone, select_tracks
-from pipelines.base import parse_saved_state
+from pipelines.base import parse_saved_state, restored_clock_offset
 from pipelines.schedule import Scheduler, utc_datetime
 
 __all__ = ["CrowdingPipeline"]
@@ -201,19 +201,16 @@ class CrowdingPipeline:
 
     def _take_up_restored(self, now: float, ts: float) -> None:
         """Turn a restored episode into clocks on the first frame after a restart
-        (epoch ``x`` -> ``now - (ts - x)`` + the outage paused out before it)."""
+        (:func:`pipelines.base.restored_clock_offset`)."""
         st, pause = self._restored, self._restored_pause
         self._restored, self._restored_pause = None, 0.0
         if st is None:
             return
 
-        # If the wall clock was set back meanwhile, the saved times would land
-        # after this frame: all move back together (durations kept) so that the
-        # last saved frame is just before it.
-        shift = min(0.0, (ts - st.ts) - pause - 1e-3)
+        offset = restored_clock_offset(now, ts, st.ts, pause)
 
         def mono(x: float) -> float:
-            return now - (ts - x) + pause + shift
+            return x + offset
 
         self.since = mono(st.since_ts)
         self.last_above, self.last_above_ts = mono(st.last_above_ts), st.last_above_ts

@@ -49,7 +49,7 @@ from config.tracker import TrackerConfig
 from monitor.events import Event, EventKind, EventState, LoiteringPayload, Severity
 from monitor.types import ClassGroups, Detections, Frame, anchor_points
 from monitor.zones import PolygonZone, lookup_rows, select_births, select_tracks
-from pipelines.base import parse_saved_state
+from pipelines.base import parse_saved_state, restored_clock_offset
 from pipelines.schedule import Scheduler, utc_datetime
 
 __all__ = ["LoiteringPipeline"]
@@ -59,8 +59,6 @@ log = logging.getLogger(__name__)
 # Rows of tracks unseen this long past grace/cooldown are dropped even if the
 # tracker never reported their removal (bounded memory).
 _STALE_S = 30.0
-# A restored time is placed at least this long before the first frame (s).
-_EPS_S = 1e-3
 
 
 class SavedLoiteringEvent(BaseModel):
@@ -318,8 +316,9 @@ class LoiteringPipeline:
     def _take_up_restored(self, now: float, ts: float) -> None:
         """Turn restored visits into state rows on the first frame after a restart.
 
-        An epoch time ``x`` becomes ``now - (ts - x)`` plus the outage paused out
-        before this frame (:meth:`pause`), so the restart itself is not dwell.
+        Epoch times go onto this process's clock with
+        :func:`pipelines.base.restored_clock_offset`, which leaves the outage
+        paused out before this frame (:meth:`pause`) out of dwell.
         """
         st, pause = self._restored, self._restored_pause
         self._restored, self._restored_pause = None, 0.0
@@ -337,13 +336,10 @@ class LoiteringPipeline:
         self._append(ph, cls, boxes)
         rows = np.arange(self.ids.size - n, self.ids.size)
 
-        # If the wall clock was set back meanwhile, the saved times would land
-        # after this frame: all move back together (durations kept) so that the
-        # last saved frame is just before it.
-        shift = min(0.0, (ts - st.ts) - pause - _EPS_S)
+        offset = restored_clock_offset(now, ts, st.ts, pause)
 
         def mono(col: list[float]) -> npt.NDArray[np.float64]:
-            return now - (ts - np.asarray(col, dtype=np.float64)) + pause + shift
+            return np.asarray(col, dtype=np.float64) + offset
 
         self.visit[rows] = mono([v.visit_ts for v in st.visits])
         self.first_in[rows] = self.visit[rows]
