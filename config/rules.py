@@ -62,6 +62,13 @@ class ScheduleConfig(StrictModel):
     min_dwell_s: float | None = Field(
         None, gt=0, le=86400, description="Seconds; overrides the rule's min_dwell_s"
     )
+    min_count: int | None = Field(
+        None,
+        ge=2,
+        le=1000,
+        description="Objects; crowding rules only: overrides the rule's min_count "
+        "(e.g. 2 people after hours, 15 in the lunch break)",
+    )
     severity: Severity | None = Field(None, description="Overrides the rule's severity")
     enabled: bool = Field(True, description="false: the rule is off in this window")
 
@@ -113,6 +120,17 @@ class LoiteringRuleConfig(StrictModel):
     schedules: tuple[ScheduleConfig, ...] = ()
 
     _classes = field_validator("classes")(classmethod(lambda cls, v: _check_classes(v)))
+
+    @field_validator("schedules")
+    @classmethod
+    def _no_count(cls, v: tuple[ScheduleConfig, ...]) -> tuple[ScheduleConfig, ...]:
+        named = [s.name for s in v if s.min_count is not None]
+        if named:
+            raise ValueError(
+                f"schedule(s) {named} set min_count, which only crowding rules have "
+                "(a loitering rule's threshold is min_dwell_s)"
+            )
+        return v
 
 
 class CrowdingRuleConfig(StrictModel):

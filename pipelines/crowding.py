@@ -4,6 +4,8 @@ One *episode* per group, not one event per frame:
 
 * the episode is **pending** from the first frame with ``count >= min_count``;
   a dip below ``min_count`` lasting more than ``grace_s`` cancels it;
+  ``min_count`` is the one in force on each frame: the rule's, or the schedule's
+  in force then (a window boundary can thus start or end an episode);
 * it **starts** (``start`` event) once it has been pending for the threshold in
   force (``min_duration_s``, or a schedule's ``min_dwell_s``);
 * it sends an ``update`` every ``update_s`` seconds and whenever the peak count
@@ -94,7 +96,7 @@ class CrowdingPipeline:
             )
         self.class_ids = np.array([names.index(c) for c in rule.classes], np.int64)
         self.scheduler = Scheduler(
-            rule.schedules, timezone, rule.min_duration_s, rule.severity
+            rule.schedules, timezone, rule.min_duration_s, rule.severity, rule.min_count
         )
         self._zone: PolygonZone | None = None
         self._wh: tuple[int, int] | None = None
@@ -267,8 +269,13 @@ class CrowdingPipeline:
             tids, anchors = np.zeros(0, np.int64), np.zeros((0, 2))
         inside = self._zone.trigger(anchors)
         count = int(np.count_nonzero(inside))
+        # The group size in force on this frame: a schedule may lower it after
+        # hours (or raise it at lunch); an episode runs on while the count meets
+        # whichever size is in force, so a window boundary can start or end one.
+        active = self.scheduler.at(ts)
+        need = active.min_count if active.min_count is not None else self.rule.min_count
 
-        if count >= self.rule.min_count:
+        if count >= need:
             if math.isnan(self.since):
                 self.since = now
                 self.max_count = 0
@@ -290,10 +297,9 @@ class CrowdingPipeline:
             return events
 
         if self.event_id is None:
-            active = self.scheduler.at(ts)
             if (
                 active.enabled
-                and count >= self.rule.min_count
+                and count >= need
                 and now - self.since >= active.threshold_s
             ):
                 self.event_id = uuid.uuid4()

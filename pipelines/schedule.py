@@ -100,12 +100,14 @@ class ActiveRule:
         severity: Severity of events raised now.
         enabled: False when a schedule switches the rule off.
         schedule: Name of the schedule in force, or None for the rule's defaults.
+        min_count: Group size threshold (crowding rules; None for others).
     """
 
     threshold_s: float
     severity: Severity
     enabled: bool
     schedule: str | None
+    min_count: int | None = None
 
 
 class Scheduler:
@@ -117,6 +119,7 @@ class Scheduler:
         threshold_s: The rule's own threshold (used outside every window, or when a
             window does not override it).
         severity: The rule's own severity.
+        min_count: The rule's own group size (crowding rules only).
     """
 
     def __init__(
@@ -125,13 +128,14 @@ class Scheduler:
         timezone: str,
         threshold_s: float,
         severity: Severity,
+        min_count: int | None = None,
     ) -> None:
         try:
             self.tz: dt.tzinfo = zoneinfo.ZoneInfo(timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {timezone!r}") from exc
         self.schedules = tuple(schedules)
-        self.default = ActiveRule(threshold_s, severity, True, None)
+        self.default = ActiveRule(threshold_s, severity, True, None, min_count)
         self._cache_key: int | None = None
         self._cache = self.default
         # Whole-minute windows allow one evaluation per minute.
@@ -161,6 +165,11 @@ class Scheduler:
                     severity=s.severity or self.default.severity,
                     enabled=s.enabled,
                     schedule=s.name,
+                    min_count=(
+                        s.min_count
+                        if s.min_count is not None
+                        else self.default.min_count
+                    ),
                 )
                 break
         self._cache_key, self._cache = key, active

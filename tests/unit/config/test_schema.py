@@ -189,3 +189,38 @@ def test_detect_url_is_checked_like_url() -> None:
     assert ok.detect_url == "rtsp://cam/sub"
     with pytest.raises(ValidationError, match="credentials must not be written inline"):
         schema.SourceConfig(url="rtsp://cam/main", detect_url="rtsp://u:p@cam/sub")
+
+
+def test_schedule_min_count_only_for_crowding() -> None:
+    """A group size in a loitering rule's schedule would be silently ignored, so
+    it is refused, naming the schedule; crowding rules take it."""
+    night = {"name": "night", "start": "22:00", "end": "06:00", "min_count": 2}
+    with pytest.raises(ValidationError) as err:
+        rules.LoiteringRuleConfig(id="r", zone="z", schedules=[night])
+    assert "['night'] set min_count, which only crowding rules have" in str(err.value)
+    rule = rules.CrowdingRuleConfig(id="r", zone="z", schedules=[night])
+    assert rule.schedules[0].min_count == 2
+
+
+def test_schedule_min_count_error_names_file_and_line() -> None:
+    text = """\
+cameras:
+  - id: hall
+    source: {url: /videos/hall.mp4}
+    zones:
+      - id: z
+        polygon: [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]
+    rules:
+      loitering:
+        - id: l
+          zone: z
+          schedules:
+            - {name: night, start: "22:00", end: "06:00", min_count: 2}
+"""
+    from config.loader import ConfigError, load_config_text
+
+    with pytest.raises(ConfigError) as err:
+        load_config_text(text, file="<f>")
+    msg = str(err.value)
+    assert "<f>:12: cameras.0.rules.loitering.0.schedules:" in msg, msg
+    assert "only crowding rules" in msg

@@ -112,6 +112,78 @@ def test_schedule_threshold_and_severity(rt) -> None:
     assert run(rt, rule, [(0, 5, people(3))], ts0=noon) == []
 
 
+NIGHT_RULE = CrowdingRuleConfig(
+    id="c",
+    zone="z",
+    min_count=5,
+    min_duration_s=5,
+    grace_s=2,
+    schedules=(
+        ScheduleConfig(
+            name="night", start="22:00", end="06:00", min_count=2, severity="high"
+        ),
+    ),
+)
+AT_2AM = 1_780_020_000.0  # 2026-05-29 02:00 UTC
+AT_NOON = 1_780_056_000.0  # 2026-05-29 12:00 UTC
+BEFORE_22 = 1_780_005_590.0  # 2026-05-28 21:59:50 UTC: the window opens at t = 10
+BEFORE_06 = 1_780_034_380.0  # 2026-05-29 05:59:40 UTC: the window closes at t = 20
+
+SCHEDULE_CASES = [
+    (
+        "after hours two people are a group",
+        AT_2AM,
+        [(0, 10, people(2)), (10, 14, [])],
+        [(5, "start", 2, 2, "high", "night"), (12, "end", 0, 2, "high", "night")],
+    ),
+    ("by day two people are not", AT_NOON, [(0, 20, people(2, 3))], []),
+    (
+        "by day the rule's own count applies",
+        AT_NOON,
+        [(0, 10, people(5)), (10, 14, [])],
+        [(5, "start", 5, 5, "medium", None), (12, "end", 0, 5, "medium", None)],
+    ),
+    (
+        "a group waiting when the window opens is pending from the opening",
+        BEFORE_22,
+        [(0, 30, people(3)), (30, 34, [])],
+        [(15, "start", 3, 3, "high", "night"), (32, "end", 0, 3, "high", "night")],
+    ),
+    (
+        "an episode ends when the window closing raises the count above the group",
+        BEFORE_06,
+        [(0, 40, people(3))],
+        [(5, "start", 3, 3, "high", "night"), (22, "end", 3, 3, "high", "night")],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("ts0", "segments", "expected"),
+    [c[1:] for c in SCHEDULE_CASES],
+    ids=[c[0] for c in SCHEDULE_CASES],
+)
+def test_schedule_group_size(rt, ts0, segments, expected) -> None:
+    """A schedule's ``min_count`` is the group size in force on each frame
+    (session 6; before, schedules could change only the duration and severity)."""
+    log = run(rt, NIGHT_RULE, segments, ts0=ts0)
+    got = [
+        (t, e.state.value, e.payload.count, e.payload.max_count, e.severity.value,
+         e.payload.schedule)
+        for t, e in log
+    ]  # fmt: skip
+    assert got == expected
+    assert len({e.event_id for _, e in log}) <= 1
+
+
+def test_schedule_window_closing_sets_the_end_time(rt) -> None:
+    """The episode's end is the last frame the group met the size in force."""
+    log = run(rt, NIGHT_RULE, [(0, 40, people(3))], ts0=BEFORE_06)
+    end = log[-1][1]
+    assert end.ended_at.timestamp() == pytest.approx(BEFORE_06 + 19.5)
+    assert end.payload.duration_s == pytest.approx(19.5)
+
+
 def test_pause_leaves_an_outage_out_of_the_episode(rt) -> None:
     """CrowdingPipeline.pause (camera outage, session 4): a group still there after
     a 10 s outage is the same episode; its duration is observed time."""

@@ -87,6 +87,21 @@ def test_first_matching_schedule_wins_and_overrides() -> None:
     assert (none.schedule, none.threshold_s, none.enabled) == (None, 60.0, True)
 
 
+def test_group_size_overridden_or_inherited() -> None:
+    """A window's ``min_count`` replaces the rule's; a window without one, or no
+    window, keeps the rule's (crowding rules; None for rules without a count)."""
+    windows = [
+        sched("night", "18:00", "06:00", min_count=2),
+        sched("all", "00:00", "23:59", severity="low"),
+    ]
+    s = Scheduler(windows, NY, 60.0, Severity.MEDIUM, min_count=8)
+    assert s.at(utc(2026, 6, 2, 1, 0)).min_count == 2  # 21:00 New York
+    assert s.at(utc(2026, 6, 1, 14, 0)).min_count == 8  # 10:00: "all", no count
+    assert Scheduler([], NY, 60.0, Severity.MEDIUM, 8).at(0.0).min_count == 8
+    no_count = Scheduler(windows, NY, 60.0, Severity.MEDIUM)
+    assert no_count.at(utc(2026, 6, 1, 14, 0)).min_count is None
+
+
 @pytest.mark.parametrize(
     ("ts", "expected"),
     [
