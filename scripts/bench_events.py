@@ -613,6 +613,7 @@ def video_part(verbose: bool = False) -> None:
             f"{rel:.1%} | {secs:.0f} |"
         )
     product_part(vehicles)
+    loiter_video_part()
 
 
 def product_part(vehicles: tuple[str, ...]) -> None:
@@ -969,6 +970,159 @@ def perf_part() -> None:
                 events += len(p.update(fr, det, np.zeros(0, np.int64)))
         us = (time.perf_counter() - t0) / frames * 1e6
         print(f"| {n} | {us:.0f} | {events} |")
+
+
+# Hand check of concourse_people.avi (docs/rules.md, "Real video: loitering"): four
+# people stand in the example's west-benches zone from the first frame to the last
+# (13.6 s); their feet stay inside this box (px, 1280x720). Walkers pass through
+# the zone's edges without stopping.
+LOITER_VIDEO = "concourse_people.avi"
+GROUP_FEET_BOX = (220.0, 400.0, 345.0, 470.0)
+GROUP_SIZE = 4
+
+
+def loiter_video_score(
+    starts: list[tuple[float, float]],
+    timeline: list[tuple[float, int]],
+    threshold_s: float,
+) -> dict[str, float]:
+    """Score loitering events against the hand check of :data:`LOITER_VIDEO`.
+
+    Args:
+        starts: ``(x, y)`` per ``start`` event: the bottom-centre of its box (px).
+        timeline: ``(t, open events)`` per processed frame.
+        threshold_s: The rule's ``min_dwell_s``: from then on all four people
+            should have an open event.
+
+    Returns:
+        ``events``, ``on_group`` (starts whose anchor is in :data:`GROUP_FEET_BOX`),
+        ``elsewhere``, ``mean_open`` (open events averaged over frames from
+        ``threshold_s`` on; truth :data:`GROUP_SIZE`), ``all_open`` (share of those
+        frames with every person covered, i.e. ``>= GROUP_SIZE`` open).
+    """
+    x0, y0, x1, y1 = GROUP_FEET_BOX
+    on = sum(1 for x, y in starts if x0 <= x <= x1 and y0 <= y <= y1)
+    after = [c for t, c in timeline if t >= threshold_s]
+    n = max(len(after), 1)
+    return {
+        "events": float(len(starts)),
+        "on_group": float(on),
+        "elsewhere": float(len(starts) - on),
+        "mean_open": sum(min(c, GROUP_SIZE) for c in after) / n,
+        "all_open": sum(c >= GROUP_SIZE for c in after) / n,
+    }
+
+
+def loiter_video_run(
+    example: Any, path: Path, model: str, rate: float, grace: float, det: Any = None
+) -> tuple[list[tuple[float, float]], list[tuple[float, int]], list[Any], Any]:
+    """The example's concourse loitering rule through the product loop.
+
+    Args:
+        example: The loaded example config (``config/campus.example.yaml``).
+        path: The video.
+        model: Detector model name.
+        rate: Detections per second.
+        grace: The rule's ``grace_s``.
+        det: A loaded detector of ``model`` to reuse, or None.
+
+    Returns:
+        ``(starts, timeline, events, detector)``: the ``(x, y)`` box bottom-centre
+        (px) of each ``start`` event, ``(seconds since the first frame, open
+        events)`` per processed frame, all loitering events, and the detector.
+    """
+    import threading
+
+    from bench_capacity import _ListSink
+
+    from monitor.worker import build_parts, run_camera
+
+    app = example.model_copy(
+        update={"detector": example.detector.model_copy(update={"model": model})}
+    )
+    base = example.camera("concourse")
+    rule = base.rules.loitering[0].model_copy(
+        update={"schedules": (), "grace_s": grace}
+    )
+    cam = base.model_copy(
+        update={
+            "detect_fps": rate,
+            "rules": base.rules.model_copy(update={"loitering": (rule,), "crowding": ()}),
+            "source": base.source.model_copy(
+                update={"url": str(path), "loop": False, "realtime": False}
+            ),
+        }
+    )
+    if det is not None and det.model_name != model:
+        det = None
+    sink = _ListSink()
+    parts = build_parts(app, cam, sink, replay=True, evidence=False, detector=det)
+    timeline: list[tuple[float, int]] = []
+    open_ids: set[Any] = set()
+    first: list[float] = []
+
+    def obs(fr: Any, evs: Any) -> None:
+        if not first:
+            first.append(fr.mono)
+        for e in evs:
+            if e.kind != "loitering":
+                continue
+            if e.state is EventState.START:
+                open_ids.add(e.event_id)
+            elif e.state is EventState.END:
+                open_ids.discard(e.event_id)
+        timeline.append((fr.mono - first[0], len(open_ids)))
+
+    try:
+        run_camera(cam, parts, threading.Event(), replay=True, observer=obs)
+    finally:
+        parts.close()
+    events = [e for e in sink.events if e.kind == "loitering"]
+    starts = [
+        (0.5 * (e.payload.bbox_xyxy[0] + e.payload.bbox_xyxy[2]), e.payload.bbox_xyxy[3])
+        for e in events
+        if e.state is EventState.START
+    ]
+    return starts, timeline, events, parts.detector
+
+
+def loiter_video_part() -> None:
+    """Loitering on real video: the product loop on :data:`LOITER_VIDEO`."""
+    from config.loader import load_config
+
+    path = SHARED / "data" / "videos" / LOITER_VIDEO
+    if not path.exists():
+        print(f"\n{LOITER_VIDEO} missing: no real-video loitering table")
+        return
+    example = load_config(ROOT / "config" / "campus.example.yaml")
+    rule0 = example.camera("concourse").rules.loitering[0]
+    print(
+        f"\n## Real video: loitering ({LOITER_VIDEO}, zone {rule0.zone}, "
+        f"min_dwell_s {rule0.min_dwell_s:g}, schedules off)\n\n"
+        f"Truth (hand check): {GROUP_SIZE} people stand in the zone for the whole "
+        f"clip, so {GROUP_SIZE} events, all open from {rule0.min_dwell_s:g} s to the "
+        "end; walkers raise none.\n"
+    )
+    print(
+        "| model | det/s | grace_s | events | on the group | elsewhere | mean open "
+        f"events ({GROUP_SIZE} = all) | share of time all {GROUP_SIZE} open | s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    det = None
+    for model in (example.detector.model, "yolov8n_int8"):
+        for rate in (5.0, 25.0):
+            for grace in (1.5, 3.0):  # 1.5: the example before session 6
+                t_run = time.perf_counter()
+                starts, timeline, _, det = loiter_video_run(
+                    example, path, model, rate, grace, det
+                )
+                secs = time.perf_counter() - t_run
+                sc = loiter_video_score(starts, timeline, rule0.min_dwell_s)
+                print(
+                    f"| {model} | {rate:g} | {grace:g} | {sc['events']:.0f} | "
+                    f"{sc['on_group']:.0f} | {sc['elsewhere']:.0f} | "
+                    f"{sc['mean_open']:.2f} | {sc['all_open']:.2f} | {secs:.0f} |"
+                )
 
 
 def main() -> None:

@@ -45,6 +45,38 @@ def test_concourse_group_raises_loitering(capsys: pytest.CaptureFixture[str]) ->
     assert all(e.event_id in started for e in loiter)
 
 
+def test_concourse_group_one_event_each_to_the_end() -> None:
+    """Each of the four people standing in west-benches (hand check, docs/rules.md
+    "Real video: loitering") gets one event that stays open to the end of the clip,
+    and no walker gets one. Regression: with the example's former ``grace_s`` 1.5
+    the group member hidden behind the others had an event that ended the moment
+    it started (a 1.8 s gap between two of her tracks)."""
+    import sys
+
+    from config.loader import load_config
+
+    video, _ = require_shared(
+        "data/videos/concourse_people.avi", "models/yolox_nano.onnx"
+    )
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_events
+
+    example = load_config(CONFIG)
+    rule = example.camera("concourse").rules.loitering[0]
+    starts, timeline, events, _ = bench_events.loiter_video_run(
+        example, Path(video), "yolox_nano", 5.0, rule.grace_s
+    )
+    sc = bench_events.loiter_video_score(starts, timeline, rule.min_dwell_s)
+    assert (sc["events"], sc["on_group"]) == (4, 4), starts
+    assert [e for e in events if e.state is EventState.END] == []
+    assert timeline[-1][1] == 4
+    # The same run with the former grace shows the bug this guards against.
+    _, _, old, _ = bench_events.loiter_video_run(
+        example, Path(video), "yolox_nano", 5.0, 1.5
+    )
+    assert [e for e in old if e.state is EventState.END]
+
+
 def test_road_counts_vehicles(capsys: pytest.CaptureFixture[str]) -> None:
     video = require_shared("data/videos/road_traffic.mp4")
     events = _replay(capsys, str(video), "--camera", "road", "--max-frames", "120")

@@ -100,3 +100,19 @@ def test_gap_table_adds_up_to_the_loitering_scores(bench, capsys) -> None:
         tp, npred, ntrue = tp + a, npred + b, ntrue + c
     assert len(per_event) == ntrue == 12
     assert missed == ntrue - tp and unmatched == npred - tp
+
+
+def test_real_video_loitering_score(bench) -> None:
+    """The concourse score: starts on the hand-checked group vs elsewhere, and how
+    many of the four people have an open event once the threshold has passed."""
+    x0, y0, x1, y1 = bench.GROUP_FEET_BOX
+    inside = (0.5 * (x0 + x1), 0.5 * (y0 + y1))
+    starts = [inside, inside, (x1 + 50.0, y1)]
+    # Frames before the 3 s threshold are not scored; 5 open counts as 4.
+    timeline = [(1.0, 0), (3.0, 2), (4.0, 4), (5.0, 5), (6.0, 1)]
+    sc = bench.loiter_video_score(starts, timeline, threshold_s=3.0)
+    assert (sc["events"], sc["on_group"], sc["elsewhere"]) == (3, 2, 1)
+    assert sc["mean_open"] == pytest.approx((2 + 4 + 4 + 1) / 4)
+    assert sc["all_open"] == pytest.approx(2 / 4)
+    empty = bench.loiter_video_score([], [], threshold_s=3.0)
+    assert (empty["events"], empty["mean_open"], empty["all_open"]) == (0, 0, 0)
