@@ -1047,7 +1047,9 @@ def loiter_video_run(
     cam = base.model_copy(
         update={
             "detect_fps": rate,
-            "rules": base.rules.model_copy(update={"loitering": (rule,), "crowding": ()}),
+            "rules": base.rules.model_copy(
+                update={"loitering": (rule,), "crowding": ()}
+            ),
             "source": base.source.model_copy(
                 update={"url": str(path), "loop": False, "realtime": False}
             ),
@@ -1079,7 +1081,10 @@ def loiter_video_run(
         parts.close()
     events = [e for e in sink.events if e.kind == "loitering"]
     starts = [
-        (0.5 * (e.payload.bbox_xyxy[0] + e.payload.bbox_xyxy[2]), e.payload.bbox_xyxy[3])
+        (
+            0.5 * (e.payload.bbox_xyxy[0] + e.payload.bbox_xyxy[2]),
+            e.payload.bbox_xyxy[3],
+        )
         for e in events
         if e.state is EventState.START
     ]
