@@ -134,6 +134,7 @@ class TrafficReport(BaseModel):
     since: dt.datetime
     until: dt.datetime
     bucket_s: int
+    tz: str = Field("UTC", description="Time zone the buckets are aligned to")
     buckets: list[TrafficBucket]
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import logging
 import uuid
 from collections.abc import Iterator
@@ -191,6 +193,10 @@ HOSTILE = [
     ("/api/events?camera_id=' OR 1=1 --", 200),
     ("/api/reports/traffic?bucket=7m", 422),
     ("/api/reports/traffic?since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z", 400),
+    ("/api/reports/traffic?tz=Mars/Olympus", 400),
+    ("/api/reports/traffic?tz=../../../etc/passwd", 400),
+    ("/api/reports/traffic?tz=" + "A" * 65, 422),
+    ("/api/reports/traffic?format=xlsx", 422),
 ]
 
 
@@ -348,6 +354,121 @@ def test_traffic_sums_events_of_one_bucket(api: Api) -> None:
     assert [(b["counts_in"], b["counts_out"]) for b in hourly] == [
         ({"car": 7, "bus": 1}, {"car": 4, "truck": 1})
     ]
+
+
+def _utc(*a: int) -> dt.datetime:
+    return dt.datetime(*a, tzinfo=dt.UTC)
+
+
+def _report(api: Api, since: dt.datetime, until: dt.datetime, **params: str):
+    return api.get(
+        "admin", "/api/reports/traffic",
+        params={"since": since.isoformat(), "until": until.isoformat(), **params},
+    )  # fmt: skip
+
+
+# (name, tz, bucket, flow bucket starts in UTC, expected (bucket_start, cars in)).
+LOCAL_BUCKETS = [
+    (
+        "days are local days (New York, the DST spring-forward day is 23 h)",
+        "America/New_York", "1d",
+        [_utc(2026, 3, 8, 4, 30), _utc(2026, 3, 8, 5, 15), _utc(2026, 3, 9, 3, 30)],
+        [("2026-03-07T00:00:00-05:00", 1), ("2026-03-08T00:00:00-05:00", 2)],
+    ),
+    (
+        "the same flows in UTC days",
+        "UTC", "1d",
+        [_utc(2026, 3, 8, 4, 30), _utc(2026, 3, 8, 5, 15), _utc(2026, 3, 9, 3, 30)],
+        [("2026-03-08T00:00:00+00:00", 2), ("2026-03-09T00:00:00+00:00", 1)],
+    ),
+    (
+        "hours start on the local hour in a half-hour zone (Kolkata, UTC+5:30)",
+        "Asia/Kolkata", "1h",
+        [_utc(2026, 6, 1, 8, 0), _utc(2026, 6, 1, 8, 15), _utc(2026, 6, 1, 8, 45)],
+        [("2026-06-01T13:00:00+05:30", 2), ("2026-06-01T14:00:00+05:30", 1)],
+    ),
+    (
+        "the repeated hour of the fall-back night is two buckets",
+        "America/New_York", "1h",
+        [_utc(2026, 11, 1, 5, 30), _utc(2026, 11, 1, 6, 30)],
+        [("2026-11-01T01:00:00-04:00", 1), ("2026-11-01T01:00:00-05:00", 1)],
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tz", "bucket", "starts", "expected"),
+    [c[1:] for c in LOCAL_BUCKETS],
+    ids=[c[0] for c in LOCAL_BUCKETS],
+)
+def test_traffic_buckets_follow_local_wall_time(
+    api: Api, tz: str, bucket: str, starts: list[dt.datetime], expected: list
+) -> None:
+    """Regression: daily buckets were UTC days (a New York school's "Monday" ran
+    from 19:00 or 20:00 on Sunday), hourly ones split at hh:30 in Kolkata."""
+    api.store.apply_events(
+        [flow(camera_id="cam-a", bucket_start=b, counts_in={"car": 1}) for b in starts]
+    )
+    r = _report(api, _utc(2026, 1, 1), _utc(2026, 12, 1), bucket=bucket, tz=tz)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["tz"] == tz
+    got = [(b["bucket_start"], b["counts_in"].get("car", 0)) for b in body["buckets"]]
+    got = [(dt.datetime.fromisoformat(s), n) for s, n in got]
+    want = [(dt.datetime.fromisoformat(s), n) for s, n in expected]
+    assert got == want
+    # The offsets are the local ones, not only the instants.
+    assert [g[0].utcoffset() for g in got] == [w[0].utcoffset() for w in want]
+
+
+def test_traffic_csv_export(api: Api) -> None:
+    b0 = T0
+    api.store.apply_events([
+        flow(camera_id="cam-a", bucket_start=b0, counts_in={"car": 3, "bus": 1},
+             counts_out={"car": 2}),
+        flow(camera_id="cam-a", line_id="=HYPERLINK(1)", bucket_start=b0,
+             counts_in={"car": 1}),
+    ])  # fmt: skip
+    r = _report(api, b0, b0 + dt.timedelta(hours=1), format="csv")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/csv")
+    assert "attachment" in r.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert rows[0] == [
+        "bucket_start",
+        "camera_id",
+        "line_id",
+        "direction",
+        "class",
+        "count",
+    ]
+    start = "2026-11-02T08:00:00+00:00"
+    assert sorted(rows[1:]) == sorted([
+        [start, "cam-a", "entry", "in", "bus", "1"],
+        [start, "cam-a", "entry", "in", "car", "3"],
+        [start, "cam-a", "entry", "out", "car", "2"],
+        # a formula-looking id is neutralised for spreadsheets
+        [start, "cam-a", "'=HYPERLINK(1)", "in", "car", "1"],
+    ])  # fmt: skip
+    audit = api.get("admin", "/api/audit").json()
+    assert any(
+        a["action"] == "export" and a["object_id"] == "traffic:15m:UTC:csv"
+        for a in audit
+    ), audit
+
+
+def test_traffic_csv_respects_camera_scope(api: Api) -> None:
+    api.store.apply_events([
+        flow(camera_id="cam-a", bucket_start=T0, counts_in={"car": 1}),
+        flow(camera_id="cam-b", bucket_start=T0, counts_in={"car": 9}),
+    ])  # fmt: skip
+    r = api.get(
+        "officer", "/api/reports/traffic",
+        params={"since": T0.isoformat(), "until": (T0 + dt.timedelta(hours=1)).isoformat(),
+                "format": "csv", "camera_id": ["cam-a", "cam-b"]},
+    )  # fmt: skip
+    cams = {row[1] for row in list(csv.reader(io.StringIO(r.text)))[1:]}
+    assert cams == {"cam-a"}
 
 
 def test_dead_letters_admin_only(
