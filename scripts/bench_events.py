@@ -1091,6 +1091,62 @@ def loiter_video_run(
     return starts, timeline, events, parts.detector
 
 
+def sv_loiter_script(
+    outs: list[tuple[np.ndarray, np.ndarray]],
+    polygon_px: np.ndarray,
+    timer_fps: float,
+    video_fps: float,
+    threshold_s: float,
+) -> tuple[list[tuple[float, float]], list[tuple[float, int]]]:
+    """The loitering step of an Ultralytics + supervision script, on peer tracks.
+
+    As in supervision's "time in zone" example: ``sv.PolygonZone`` (bottom-centre
+    anchor) picks the tracks in the zone, and a frame-count timer gives each tracker
+    id ``(frames since the id was first in the zone) / timer_fps`` seconds; an id
+    alerts once, the first time its time reaches ``threshold_s``. The timer never
+    resets (an id that leaves keeps its start) and an id switch starts from zero.
+
+    Args:
+        outs: Per frame ``(ids (K,), boxes (K, 4))`` from a peer tracker.
+        polygon_px: ``(V, 2)`` zone in pixels.
+        timer_fps: The fps the script's timer divides by (``sv.VideoInfo`` reads it
+            from the file header).
+        video_fps: The video's real frame rate (for the timeline only).
+        threshold_s: Seconds in the zone that alert.
+
+    Returns:
+        ``(starts, timeline)`` as :func:`loiter_video_score` takes them; "open" =
+        alerted ids in the zone on that frame.
+    """
+    import supervision as sv
+
+    zone = sv.PolygonZone(
+        polygon=np.round(polygon_px).astype(int),
+        triggering_anchors=(sv.Position.BOTTOM_CENTER,),
+    )
+    first: dict[int, int] = {}
+    alerted: set[int] = set()
+    starts: list[tuple[float, float]] = []
+    timeline: list[tuple[float, int]] = []
+    for f, (ids, boxes) in enumerate(outs, start=1):
+        det = sv.Detections(
+            xyxy=np.asarray(boxes, np.float64).reshape(-1, 4),
+            tracker_id=np.asarray(ids, np.int64),
+        )
+        inz = det[zone.trigger(det)] if len(det) else det
+        n_open = 0
+        for tid, box in zip(inz.tracker_id, inz.xyxy, strict=True):
+            tid = int(tid)
+            start = first.setdefault(tid, f)
+            if (f - start) / timer_fps >= threshold_s:
+                n_open += 1
+                if tid not in alerted:
+                    alerted.add(tid)
+                    starts.append((0.5 * (box[0] + box[2]), float(box[3])))
+        timeline.append(((f - 1) / video_fps, n_open))
+    return starts, timeline
+
+
 def loiter_video_part() -> None:
     """Loitering on real video: the product loop on :data:`LOITER_VIDEO`."""
     from config.loader import load_config
@@ -1128,6 +1184,63 @@ def loiter_video_part() -> None:
                     f"{sc['on_group']:.0f} | {sc['elsewhere']:.0f} | "
                     f"{sc['mean_open']:.2f} | {sc['all_open']:.2f} | {secs:.0f} |"
                 )
+    loiter_video_peers(example, path, rule0.min_dwell_s)
+
+
+def loiter_video_peers(example: Any, path: Path, threshold_s: float) -> None:
+    """Peer rows: each peer tracker of ``bench_tracking`` on the same video's
+    YOLOX-Nano person detections (every frame), then :func:`sv_loiter_script`."""
+    import cv2
+    from bench_tracking import cached_detections, runners
+
+    try:
+        import supervision  # noqa: F401
+    except ImportError:
+        print("\n(supervision not installed: no peer rows)")
+        return
+    found, _ = runners()
+    dets, header_fps = cached_detections(LOITER_VIDEO)
+    cap = cv2.VideoCapture(str(path))
+    stamps = []
+    for _ in range(3):
+        cap.grab()
+        stamps.append(cap.get(cv2.CAP_PROP_POS_MSEC))
+    # The frames' own timestamps (the product's clock): 40 ms apart in this file,
+    # while its header claims 50 fps.
+    true_fps = 1000.0 / max(stamps[2] - stamps[1], 1.0)
+    w, h = (
+        int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+    )
+    cap.release()
+    zone = next(z for z in example.camera("concourse").zones if z.id == "west-benches")
+    poly = np.asarray(zone.polygon, np.float64) * np.array([w, h], np.float64)
+    print(
+        "\nPeers: the loitering step of an Ultralytics + supervision script "
+        "(`sv.PolygonZone` + the frame-count timer of supervision's time-in-zone "
+        f"example, one alert per id) on each peer tracker's tracks, YOLOX-Nano "
+        f"person detections at every frame; timer fps = the header's {header_fps:g} "
+        f"(what `sv.VideoInfo` reports) or the frames' real {true_fps:g}:\n"
+    )
+    print(
+        "| tracker | timer fps | events | on the group | elsewhere | mean open events "
+        f"({GROUP_SIZE} = all) | share of time all {GROUP_SIZE} open |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, run in found.items():
+        if name == "hallmonitor":
+            continue
+        outs, _ = run(dets, true_fps)
+        for timer_fps in (header_fps, true_fps):
+            starts, timeline = sv_loiter_script(
+                outs, poly, timer_fps, true_fps, threshold_s
+            )
+            sc = loiter_video_score(starts, timeline, threshold_s)
+            print(
+                f"| {name} | {timer_fps:g} | {sc['events']:.0f} | {sc['on_group']:.0f} "
+                f"| {sc['elsewhere']:.0f} | {sc['mean_open']:.2f} | "
+                f"{sc['all_open']:.2f} |"
+            )
 
 
 def main() -> None:

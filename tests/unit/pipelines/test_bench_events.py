@@ -116,3 +116,33 @@ def test_real_video_loitering_score(bench) -> None:
     assert sc["all_open"] == pytest.approx(2 / 4)
     empty = bench.loiter_video_score([], [], threshold_s=3.0)
     assert (empty["events"], empty["mean_open"], empty["all_open"]) == (0, 0, 0)
+
+
+def test_supervision_loitering_script(bench) -> None:
+    """The peer's loitering step counts frames / fps since an id was first in the
+    zone, never resets, alerts once per id, and an id switch starts from zero."""
+    pytest.importorskip("supervision")
+    poly = np.array([[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0]])
+    inside, outside = [40.0, 20.0, 60.0, 50.0], [140.0, 20.0, 160.0, 50.0]
+
+    def frame(*tracks):
+        ids = np.array([t for t, _ in tracks], np.int64)
+        boxes = np.array([b for _, b in tracks], np.float64).reshape(-1, 4)
+        return ids, boxes
+
+    # id 1 in the zone for frames 1-3, out on 4, back on 5-6; id 2 from frame 5.
+    outs = [frame((1, inside))] * 3 + [frame((1, outside))]
+    outs += [frame((1, inside), (2, inside))] * 2
+    starts, timeline = bench.sv_loiter_script(
+        outs, poly, timer_fps=1.0, video_fps=1.0, threshold_s=2.0
+    )
+    # id 1: 2 frames after its first in-zone frame = frame 3 (alerts once, the
+    # exit did not reset it); id 2 would need frame 7.
+    assert starts == [(50.0, 50.0)]
+    assert timeline == [(0.0, 0), (1.0, 0), (2.0, 1), (3.0, 0), (4.0, 1), (5.0, 1)]
+    # A header fps twice the real one halves the timer: id 1 alerts on frame 5.
+    starts, timeline = bench.sv_loiter_script(
+        outs, poly, timer_fps=2.0, video_fps=1.0, threshold_s=2.0
+    )
+    assert starts == [(50.0, 50.0)]
+    assert timeline == [(0.0, 0), (1.0, 0), (2.0, 0), (3.0, 0), (4.0, 1), (5.0, 1)]
