@@ -150,21 +150,24 @@ class CrowdingPipeline:
             return None
         mono, ts = self._last_mono, self._last_ts
 
+        # Full precision: times rounded to the millisecond moved an event's
+        # started_at after a restart and could put its end before its start
+        # (found by tests/unit/pipelines/test_rule_invariants.py).
         def epoch(t: float) -> float:
-            return round(ts - (mono - t), 3)
+            return ts - (mono - t)
 
         return CrowdingState(
             rule_id=self.rule.id,
             camera_id=self._camera_id,
             ts=ts,
             since_ts=epoch(self.since),
-            last_above_ts=round(self.last_above_ts, 3),
+            last_above_ts=self.last_above_ts,
             max_count=self.max_count,
             last_count=self.last_count,
             last_ids=self.last_ids,
             event_id=self.event_id,
             revision=self.revision,
-            started_at=round(self.started_at, 3),
+            started_at=self.started_at,
             last_msg_ts=epoch(self.last_msg) if self.event_id is not None else 0.0,
             severity=Severity(self.severity),
             schedule=self.schedule,

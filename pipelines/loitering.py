@@ -114,6 +114,9 @@ class _Open:
     threshold_s: float
     severity: str
     schedule: str | None
+    # Handed to a new track id since the last message: the next frame sends an
+    # update, so the event's tracker_id is the track that carries it now.
+    handed: bool = False
 
 
 _FLOAT_COLS = (
@@ -245,6 +248,9 @@ class LoiteringPipeline:
         w, h = self._wh or (1, 1)
         scale = np.array([w, h, w, h], dtype=np.float64)
         mono, ts = self._last_mono, self._last_ts
+        # Times at full precision: rounded to the millisecond, an event's
+        # started_at moved after a restart and its end could come before its start
+        # (found by tests/unit/pipelines/test_rule_invariants.py).
         visits = []
         for i in rows:
             tid = int(self.ids[i])
@@ -254,8 +260,8 @@ class LoiteringPipeline:
                 saved_ev = SavedLoiteringEvent(
                     event_id=ev.event_id,
                     revision=max(ev.revision, 0),
-                    started_at=round(ev.started_at, 3),
-                    last_msg_ts=round(ts - (mono - ev.last_msg), 3),
+                    started_at=ev.started_at,
+                    last_msg_ts=ts - (mono - ev.last_msg),
                     threshold_s=ev.threshold_s,
                     severity=Severity(ev.severity),
                     schedule=ev.schedule,
@@ -266,9 +272,9 @@ class LoiteringPipeline:
                     class_id=int(self.cls[i]),
                     anchor=(round(self.ax[i] / w, 5), round(self.ay[i] / h, 5)),
                     box=tuple(np.round(self.box[i] / scale, 5).tolist()),  # type: ignore[arg-type]
-                    visit_ts=round(ts - (mono - self.visit[i]), 3),
-                    last_in_ts=round(float(self.last_in_ts[i]), 3),
-                    last_seen_ts=round(ts - (mono - self.last_seen[i]), 3),
+                    visit_ts=float(ts - (mono - self.visit[i])),
+                    last_in_ts=float(self.last_in_ts[i]),
+                    last_seen_ts=float(ts - (mono - self.last_seen[i])),
                     event=saved_ev,
                 )
             )
@@ -524,7 +530,7 @@ class LoiteringPipeline:
             orows, ofound = lookup_rows(self.ids, np.fromiter(self.open, np.int64))
             for tid, i, ok in zip(list(self.open), orows, ofound, strict=True):
                 ev = self.open[tid]
-                if ok and now - ev.last_msg >= rule.update_s:
+                if ok and (ev.handed or now - ev.last_msg >= rule.update_s):
                     events.append(self._message(ev, int(i), ts, EventState.UPDATE))
 
         # Bounded memory: drop removed tracks without a visit, and stale rows.
@@ -627,10 +633,12 @@ class LoiteringPipeline:
             cand[i] = False
             self._placeholder.pop(old, None)
             if old in self.open:
-                self.open[new] = self.open.pop(old)
+                ev = self.open[new] = self.open.pop(old)
+                ev.handed = True
 
     def _message(self, ev: _Open, i: int, ts: float, state: EventState) -> Event:
         ev.revision += 1
+        ev.handed = False
         ended = state is EventState.END
         # Dwell so far = observed time in the visit (up to the last in-zone frame).
         dwell = max(0.0, float(self.last_in[i] - self.visit[i]))

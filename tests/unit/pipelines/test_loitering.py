@@ -101,6 +101,19 @@ CASES = [
         [(10, "start", 2, 10), (23, "end", 2, 19.5)],
     ),
     (
+        # Session 6: the event moved to the new track silently, so until the next
+        # periodic update two open events could name one track (test_rule_invariants).
+        "id switch of a loiterer with an open event announces the new track at once",
+        {},
+        [
+            (0, 12, [p(1, (50, 50))]),
+            (12, 13, []),
+            (13, 20, [p(2, (52, 50))]),
+            (20, 25, []),
+        ],
+        [(10, "start", 1, 10), (13, "update", 2, 13), (23, "end", 2, 19.5)],
+    ),
+    (
         "id-switch linking disabled: the new id starts from zero",
         {"reid_distance": 0},
         SWITCH,

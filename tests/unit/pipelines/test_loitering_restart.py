@@ -61,8 +61,9 @@ CASES = [
         STAY_15,
         5.0,  # first frame at 20 s: the 5.5 s gap less one frame interval
         rows(20, 30, [p(1, NEAR)]) + rows(30, 35, []),
-        # 0-14.5 s, one interval, 20-29.5 s: 24.5 s observed
-        [(33.0, "end", 1, 24.5)],
+        # 0-14.5 s, one interval, 20-29.5 s: 24.5 s observed; the take-over is
+        # announced at once (session 6), with the new track's id
+        [(20.0, "update", 1, 15.0), (33.0, "end", 1, 24.5)],
         True,
     ),
     (
@@ -70,7 +71,7 @@ CASES = [
         STAY_15,
         5.0,
         rows(20, 30, [p(7, NEAR)]) + rows(30, 35, []),
-        [(33.0, "end", 7, 24.5)],
+        [(20.0, "update", 7, 15.0), (33.0, "end", 7, 24.5)],
         True,
     ),
     (
@@ -192,7 +193,11 @@ def test_restored_state_survives_a_second_restart_before_any_frame(rt) -> None:
     assert w3.restore(w2.snapshot())
     sim = rt.Sim([w3], mono0=MONO2)
     sim.run(rows(15, 20, [p(3, NEAR)]))
-    assert sim.log == [] and 3 in w3.open
+    # The same event goes on under the new track (announced by one update).
+    assert [(e.state.value, e.payload.tracker_id) for _, e in sim.log] == [
+        ("update", 3)
+    ]
+    assert sim.log[0][1].event_id == w1.open[1].event_id and 3 in w3.open
 
 
 def test_restored_visit_follows_a_resolution_change(rt) -> None:
@@ -207,7 +212,10 @@ def test_restored_visit_follows_a_resolution_change(rt) -> None:
     big = np.zeros((200, 200, 3), np.uint8)
     sim = rt.Sim([w2], image=big, mono0=MONO2)
     sim.run(rows(20, 30, [p(4, (101, 100))]) + rows(30, 35, []))
-    assert [(e.state.value, e.payload.tracker_id) for _, e in sim.log] == [("end", 4)]
+    assert [(e.state.value, e.payload.tracker_id) for _, e in sim.log] == [
+        ("update", 4),
+        ("end", 4),
+    ]
     assert sim.log[0][1].payload.bbox_xyxy == pytest.approx((97, 90, 105, 100))
 
 
