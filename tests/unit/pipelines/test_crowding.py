@@ -17,6 +17,8 @@ from pipelines.crowding import CrowdingPipeline
 ZONE = ZoneConfig(id="z", polygon=((0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8)))
 RULE = CrowdingRuleConfig(id="c", zone="z", min_count=3, min_duration_s=5, grace_s=2)
 DT = 0.5
+AT_2AM = 1_780_020_000.0  # 2026-05-29 02:00 UTC
+AT_NOON = 1_780_056_000.0  # 2026-05-29 12:00 UTC
 
 
 def people(n_in, n_out=0, cls=0):
@@ -103,13 +105,11 @@ def test_schedule_threshold_and_severity(rt) -> None:
             ),
         ),
     )
-    night = 1_780_020_000.0  # 2026-05-29 02:00 UTC
-    log = run(rt, rule, [(0, 5, people(3))], ts0=night)
+    log = run(rt, rule, [(0, 5, people(3))], ts0=AT_2AM)
     assert [(t, e.severity.value, e.payload.schedule) for t, e in log] == [
         (2, "high", "night")
     ]
-    noon = 1_780_056_000.0  # 12:00 UTC
-    assert run(rt, rule, [(0, 5, people(3))], ts0=noon) == []
+    assert run(rt, rule, [(0, 5, people(3))], ts0=AT_NOON) == []
 
 
 NIGHT_RULE = CrowdingRuleConfig(
@@ -124,8 +124,6 @@ NIGHT_RULE = CrowdingRuleConfig(
         ),
     ),
 )
-AT_2AM = 1_780_020_000.0  # 2026-05-29 02:00 UTC
-AT_NOON = 1_780_056_000.0  # 2026-05-29 12:00 UTC
 BEFORE_22 = 1_780_005_590.0  # 2026-05-28 21:59:50 UTC: the window opens at t = 10
 BEFORE_06 = 1_780_034_380.0  # 2026-05-29 05:59:40 UTC: the window closes at t = 20
 
