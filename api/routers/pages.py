@@ -1,4 +1,4 @@
-"""Web pages: the review queue and the camera wall (static HTML + JS over the API).
+"""Web pages: review queue, camera wall, traffic (static HTML + JS over the API).
 
 The pages carry no data: they fetch the JSON API with the officer's token, so the
 same per-camera access checks and audit apply. Files are served from a fixed table,
@@ -19,6 +19,7 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 _FILES = {
     "index.html": "text/html; charset=utf-8",
     "wall.html": "text/html; charset=utf-8",
+    "traffic.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
@@ -48,6 +49,12 @@ def review_page() -> Response:
 def wall_page() -> Response:
     """Camera wall."""
     return _file("wall.html")
+
+
+@router.get("/traffic")
+def traffic_page() -> Response:
+    """Traffic counts per line and bucket, with a CSV download."""
+    return _file("traffic.html")
 
 
 @router.get("/static/{name}")

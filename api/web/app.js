@@ -1,4 +1,4 @@
-// hallmonitor web pages: review queue and camera wall.
+// hallmonitor web pages: review queue, camera wall and traffic counts.
 // The API token never goes in a URL sent to the server: it is read once from the
 // location fragment (#token=...) or the sign-in form, kept in sessionStorage and sent
 // as an Authorization header. Data is rendered with textContent only (no HTML from
@@ -148,6 +148,58 @@ async function renderWall() {
   document.body.dataset.ready = "1";
 }
 
+function trafficParams(format) {
+  const days = Number($("days").value);
+  const until = new Date();
+  const since = new Date(until.getTime() - days * 86400000);
+  const params = new URLSearchParams({
+    since: since.toISOString(), until: until.toISOString(),
+    bucket: $("bucket").value, tz: $("tz").value.trim() || "UTC",
+  });
+  if (format) params.set("format", format);
+  return params;
+}
+
+const total = (o) => Object.values(o || {}).reduce((a, b) => a + b, 0);
+
+async function renderTraffic() {
+  const r = await api("/api/reports/traffic?" + trafficParams());
+  if (!r.ok) {
+    const body = await r.json().catch(() => ({}));
+    showError(`could not load traffic: ${body.error || r.status}`);
+    return;
+  }
+  showError("");
+  const rep = await r.json();
+  const body = document.querySelector("#traffic tbody");
+  body.replaceChildren();
+  let sumIn = 0, sumOut = 0;
+  for (const b of rep.buckets) {
+    const n = total(b.counts_in), m = total(b.counts_out);
+    sumIn += n; sumOut += m;
+    const classes = new Set([...Object.keys(b.counts_in), ...Object.keys(b.counts_out)]);
+    const by = [...classes].sort().map(
+      (c) => `${c} ${b.counts_in[c] || 0}/${b.counts_out[c] || 0}`).join(", ");
+    // The bucket start as the report's time zone gives it (its own offset).
+    const from = b.bucket_start.replace("T", " ").slice(0, 16);
+    const row = el("tr", { "data-camera": b.camera_id, "data-line": b.line_id });
+    row.append(el("td", {}, from), el("td", {}, b.camera_id), el("td", {}, b.line_id),
+      el("td", { class: "in" }, String(n)), el("td", { class: "out" }, String(m)), el("td", {}, by));
+    body.append(row);
+  }
+  $("count").textContent = `${rep.buckets.length} bucket(s) · ${sumIn} in · ${sumOut} out (${rep.tz})`;
+  document.body.dataset.ready = "1";
+}
+
+async function downloadTraffic() {
+  const r = await api("/api/reports/traffic?" + trafficParams("csv"));
+  if (!r.ok) { showError(`could not export: ${r.status}`); return; }
+  const a = el("a", { download: "traffic.csv", href: URL.createObjectURL(await r.blob()) });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
 async function start() {
   takeTokenFromFragment();
   $("login").addEventListener("submit", (e) => {
@@ -159,13 +211,20 @@ async function start() {
   if (!token()) { showLogin(); return; }
   $("logout").hidden = false;
   const page = document.body.dataset.page;
-  const render = page === "wall" ? renderWall : renderReview;
+  const render = { wall: renderWall, traffic: renderTraffic }[page] || renderReview;
   if (page === "review") {
     $("kind").addEventListener("change", render);
     $("status").addEventListener("change", render);
   }
+  if (page === "traffic") {
+    // Buckets start on local wall time: the browser's zone unless one is typed.
+    $("tz").value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+    for (const id of ["days", "bucket", "tz"]) $(id).addEventListener("change", render);
+    $("csv").addEventListener("click", () => downloadTraffic().catch((e) => showError(String(e.message || e))));
+  }
   try { await render(); } catch (e) { showError(String(e.message || e)); }
-  setInterval(() => render().catch((e) => showError(String(e.message || e))), page === "wall" ? 5000 : 15000);
+  const every = { wall: 5000, traffic: 60000 }[page] || 15000;
+  setInterval(() => render().catch((e) => showError(String(e.message || e))), every);
 }
 
 start();

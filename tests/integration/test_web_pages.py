@@ -30,6 +30,7 @@ from monitor.events import (
     EventState,
     LoiteringPayload,
     MediaRef,
+    VehicleFlowPayload,
     media_name,
 )
 from tests.integration.service import free_port
@@ -62,6 +63,19 @@ def _loitering(camera: str, media_root: Path) -> Event:
     )  # fmt: skip
 
 
+def _flow(camera: str, start: dt.datetime, cars: int) -> Event:
+    import uuid
+
+    end = start + dt.timedelta(minutes=15)
+    return Event(
+        event_id=uuid.uuid4(), camera_id=camera, kind=EventKind.VEHICLE_FLOW,
+        state=EventState.INSTANT, ts=end, started_at=start,
+        payload=VehicleFlowPayload(rule_id="flow", line_id="gate-line", bucket_start=start,
+                                   bucket_end=end, counts_in={"car": cars, "bus": 1},
+                                   counts_out={"car": 2}),
+    )  # fmt: skip
+
+
 @pytest.fixture
 def served(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -77,6 +91,9 @@ def served(
         CameraHeartbeat(camera_id="gate-a", state=CameraState.ONLINE, ts=now, fps_in=25,
                         fps_out=5, last_frame_ts=now)
     )  # fmt: skip
+    hour = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=2)
+    for cam, n in (("gate-a", 3), ("gate-b", 40)):
+        store.apply_event(_flow(cam, hour, n))
     officer = store.create_user("officer", "officer", ["gate-a"])
     app = create_app(store=store, media_root=media)
     port = free_port()
@@ -115,8 +132,9 @@ def test_review_page_shows_scoped_events_with_snapshots(
     base, token, ids = served
     dom = _dom(chromium_path, f"{base}/#token={token}", tmp_path / "chrome1")
     assert 'data-ready="1"' in dom, dom[-2000:]
-    rows = re.findall(r'<tr data-event-id="([0-9a-f-]+)"', dom)
+    rows = re.findall(r'<tr data-event-id="([0-9a-f-]+)" data-kind="loitering"', dom)
     assert rows == [ids["a"]]  # camera b is outside the officer's scope
+    assert "flow at gate-line: 4 in, 2 out" in dom  # gate-a's count bucket
     assert "loitering in benches: person #7, 65 s" in dom
     assert re.search(r'data-loaded="1" data-width="320"', dom), "snapshot did not load"
     for action in ("acknowledge", "escalate", "dismiss"):
@@ -143,6 +161,30 @@ def test_wall_shows_camera_state(
     assert 'data-camera="gate-a" data-state="online"' in dom, dom[-2000:]
     assert "25.0 fps in" in dom
     assert 'data-camera="gate-b"' not in dom
+
+
+def test_traffic_page_shows_scoped_counts(
+    served: tuple[str, str, dict], chromium_path: str, tmp_path: Path
+) -> None:
+    """Counts per line and bucket, only for the officer's cameras, in the
+    browser's time zone (UTC in the test browser), with a CSV button."""
+    base, token, _ = served
+    dom = _dom(chromium_path, f"{base}/traffic#token={token}", tmp_path / "chrome4")
+    assert 'data-ready="1"' in dom, dom[-2000:]
+    rows = re.findall(r'<tr data-camera="([^"]+)" data-line="gate-line">', dom)
+    assert rows == ["gate-a"]  # gate-b is outside the officer's scope
+    assert '<td class="in">4</td><td class="out">2</td><td>bus 1/0, car 3/2</td>' in dom
+    assert "1 bucket(s) · 4 in · 2 out" in dom
+    assert 'id="csv"' in dom
+    import httpx
+
+    audit = httpx.get(
+        f"{base}/api/audit", headers={"Authorization": f"Bearer {ADMIN}"}
+    ).json()
+    assert any(
+        a["user_name"] == "officer" and a["object_id"].startswith("traffic:1d:")
+        for a in audit
+    )
 
 
 def test_without_token_the_sign_in_form_shows(
