@@ -155,6 +155,9 @@ class CrowdingPayload(_Msg):
     duration_s: float = Field(ge=0)
     tracker_ids: tuple[int, ...] = ()
     schedule: str | None = None
+    min_count: Count | None = Field(
+        None, description="Group size in force when the episode started"
+    )
 
 
 class VehicleFlowPayload(_Msg):

@@ -67,6 +67,7 @@ class CrowdingState(BaseModel):
     last_msg_ts: float = Field(0.0, allow_inf_nan=False)
     severity: Severity = Severity.MEDIUM
     schedule: str | None = Field(None, max_length=200)
+    min_count: int | None = Field(None, ge=1, le=100_000)
 
 
 class CrowdingPipeline:
@@ -117,6 +118,7 @@ class CrowdingPipeline:
         self.last_msg = 0.0
         self.severity = Severity.MEDIUM
         self.schedule: str | None = None
+        self.min_count: int | None = None  # in force when the episode started
         self._last_mono: float | None = None
         self._last_ts: float | None = None
         # An episode restored after a restart, waiting for the first frame's clocks,
@@ -171,6 +173,7 @@ class CrowdingPipeline:
             last_msg_ts=epoch(self.last_msg) if self.event_id is not None else 0.0,
             severity=Severity(self.severity),
             schedule=self.schedule,
+            min_count=self.min_count,
         ).model_dump(mode="json")
 
     def restore(self, state: object) -> bool:
@@ -230,6 +233,7 @@ class CrowdingPipeline:
             self.last_msg = mono(st.last_msg_ts)
             self.severity = st.severity
             self.schedule = st.schedule
+            self.min_count = st.min_count
 
     def update(
         self,
@@ -310,6 +314,7 @@ class CrowdingPipeline:
                 self.started_at = ts
                 self.severity = active.severity
                 self.schedule = active.schedule
+                self.min_count = need
                 events.append(self._message(ts, EventState.START, now))
         elif grew or now - self.last_msg >= self.rule.update_s:
             events.append(self._message(ts, EventState.UPDATE, now))
@@ -329,6 +334,7 @@ class CrowdingPipeline:
             duration_s=round(max(0.0, end_mono - self.since), 3),
             tracker_ids=self.last_ids,
             schedule=self.schedule,
+            min_count=self.min_count,
         )
         return Event(
             event_id=self.event_id,

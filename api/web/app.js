@@ -59,7 +59,10 @@ function describe(ev) {
   const p = ev.payload || {};
   switch (ev.kind) {
     case "loitering": return `loitering in ${p.zone_id}: ${p.class_name} #${p.tracker_id}, ${Math.round(p.dwell_s)} s`;
-    case "crowding": return `crowding in ${p.zone_id}: ${p.count} (max ${p.max_count}) for ${Math.round(p.duration_s)} s`;
+    case "crowding": {
+      const size = p.min_count ? `, group of ${p.min_count}+` : "";
+      return `crowding in ${p.zone_id}: ${p.count} (max ${p.max_count}${size}) for ${Math.round(p.duration_s)} s`;
+    }
     case "wrong_way": return `wrong way at ${p.line_id}: ${p.class_name}`;
     case "vehicle_flow": {
       const sum = (o) => Object.values(o || {}).reduce((a, b) => a + b, 0);

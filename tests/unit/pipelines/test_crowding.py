@@ -172,6 +172,9 @@ def test_schedule_group_size(rt, ts0, segments, expected) -> None:
     ]  # fmt: skip
     assert got == expected
     assert len({e.event_id for _, e in log}) <= 1
+    # Every message says which group size the episode was raised at.
+    sizes = {e.payload.min_count for _, e in log}
+    assert sizes <= ({2} if expected and expected[0][5] == "night" else {5})
 
 
 def test_schedule_window_closing_sets_the_end_time(rt) -> None:
@@ -287,6 +290,7 @@ def test_episode_survives_a_worker_restart(
         if e.event_id in first_ids:
             assert e.revision > max(x.revision for _, x in sim1.log)
             assert e.started_at == sim1.log[0][1].started_at
+            assert e.payload.min_count == RULE.min_count
 
 
 @pytest.mark.parametrize(
