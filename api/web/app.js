@@ -154,7 +154,8 @@ async function renderWall() {
 function trafficParams(format) {
   const days = Number($("days").value);
   const until = new Date();
-  const since = new Date(until.getTime() - days * 86400000);
+  // Whole days from (browser-local) midnight, so the first day is not partial.
+  const since = new Date(until.getFullYear(), until.getMonth(), until.getDate() - days + 1);
   const params = new URLSearchParams({
     since: since.toISOString(), until: until.toISOString(),
     bucket: $("bucket").value, tz: $("tz").value.trim() || "UTC",
