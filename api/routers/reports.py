@@ -142,8 +142,9 @@ def _csv(buckets: list[TrafficBucket]) -> str:
     """One row per bucket, line, direction and class counted.
 
     Camera and line ids are config identifiers and class names come from the
-    detector, but a cell starting with ``=``, ``+``, ``-`` or ``@`` is still quoted
-    with a leading apostrophe so a spreadsheet never runs it as a formula.
+    detector, but a cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+    return still gets a leading apostrophe so a spreadsheet never runs it as a
+    formula (OWASP's CSV-injection list).
     """
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
@@ -165,4 +166,4 @@ def _csv(buckets: list[TrafficBucket]) -> str:
 
 
 def _cell(v: str) -> str:
-    return "'" + v if v[:1] in ("=", "+", "-", "@") else v
+    return "'" + v if v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
