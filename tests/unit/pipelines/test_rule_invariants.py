@@ -20,7 +20,8 @@ everything. Whatever the scene, the event streams must be well formed:
   once per direction, ``wrong_way`` only against ``one_way`` for its classes;
 * occupancy: ``occupancy <= entered`` since the day's start;
 * bounded memory: no per-track rows left after the idle tail;
-* half the scenes restart the worker once (state saved and restored through
+* a quarter of the scenes double the camera's resolution once, and half restart
+  the worker once (state saved and restored through
   ``RuleStateStore``, unclaimed events ended, a short gap bridged, everyone under
   new track ids): the same invariants hold, revisions may skip one.
 
@@ -340,6 +341,12 @@ def test_rule_invariants(rt, tmp_path, seed: int) -> None:
         restart_at = times[int(rng.integers(len(times) // 4, 3 * len(times) // 4))]
         restart_until = restart_at + float(rng.choice([0.3, 3.0, 12.0, 40.0]))
     check.restarted = restart_at < math.inf
+    # A quarter of the scenes switch the camera to twice the resolution once
+    # (zones and lines are relative; positions scale with the frame).
+    resize_at = (
+        times[int(rng.integers(1, len(times)))] if rng.random() < 0.25 else math.inf
+    )
+    scale = 1.0
     births: dict[int, tuple[float, float, float]] = {}
     removal: dict[int, float] = {}  # id -> time the tracker reports it removed
     for o in objs:
@@ -379,6 +386,9 @@ def test_rule_invariants(rt, tmp_path, seed: int) -> None:
                     for k in range(1, len(o.ids)):
                         removal[o.ids[k - 1][1]] = o.ids[k][0] + 0.5
             restart_until = restart_at = math.inf
+        if t >= resize_at:
+            sim.image = np.zeros((2 * rt.H, 2 * rt.W, 3), np.uint8)
+            scale, resize_at = 2.0, math.inf
         rows, shown = [], {}
         for o in objs:
             if not o.t0 <= t <= o.t1:
@@ -391,6 +401,7 @@ def test_rule_invariants(rt, tmp_path, seed: int) -> None:
             if removal[tid] <= t:
                 continue
             x, y = o.at(t, rng)
+            x, y = x * scale, y * scale
             if tid not in births:
                 births[tid] = (x, y, t)  # first detection: tentative, not reported
                 continue
