@@ -69,6 +69,13 @@ class ScheduleConfig(StrictModel):
         description="Objects; crowding rules only: overrides the rule's min_count "
         "(e.g. 2 people after hours, 15 in the lunch break)",
     )
+    grace_s: float | None = Field(
+        None,
+        ge=0,
+        le=600,
+        description="Seconds; overrides the rule's grace_s (loitering, crowding; "
+        "e.g. longer at night, when detections flicker in poor light)",
+    )
     severity: Severity | None = Field(None, description="Overrides the rule's severity")
     enabled: bool = Field(True, description="false: the rule is off in this window")
 

@@ -68,6 +68,7 @@ class CrowdingState(BaseModel):
     severity: Severity = Severity.MEDIUM
     schedule: str | None = Field(None, max_length=200)
     min_count: int | None = Field(None, ge=1, le=100_000)
+    duration_s: float = Field(0.0, ge=0, allow_inf_nan=False, description="Last sent")
 
 
 class CrowdingPipeline:
@@ -97,7 +98,12 @@ class CrowdingPipeline:
             )
         self.class_ids = np.array([names.index(c) for c in rule.classes], np.int64)
         self.scheduler = Scheduler(
-            rule.schedules, timezone, rule.min_duration_s, rule.severity, rule.min_count
+            rule.schedules,
+            timezone,
+            rule.min_duration_s,
+            rule.severity,
+            rule.min_count,
+            rule.grace_s,
         )
         self._zone: PolygonZone | None = None
         self._wh: tuple[int, int] | None = None
@@ -119,6 +125,7 @@ class CrowdingPipeline:
         self.severity = Severity.MEDIUM
         self.schedule: str | None = None
         self.min_count: int | None = None  # in force when the episode started
+        self.duration = 0.0  # last reported (never reported lower)
         self._last_mono: float | None = None
         self._last_ts: float | None = None
         # An episode restored after a restart, waiting for the first frame's clocks,
@@ -174,6 +181,7 @@ class CrowdingPipeline:
             severity=Severity(self.severity),
             schedule=self.schedule,
             min_count=self.min_count,
+            duration_s=self.duration,
         ).model_dump(mode="json")
 
     def restore(self, state: object) -> bool:
@@ -234,6 +242,7 @@ class CrowdingPipeline:
             self.severity = st.severity
             self.schedule = st.schedule
             self.min_count = st.min_count
+            self.duration = st.duration_s
 
     def update(
         self,
@@ -255,9 +264,15 @@ class CrowdingPipeline:
         self._last_mono, self._last_ts = now, ts
         self._camera_id = frame.camera_id
         events: list[Event] = []
+        # Thresholds in force on this frame: a schedule may set its own group size
+        # (after hours 2, at lunch 15) and grace; an episode runs on while the count
+        # meets whichever size is in force, so a window boundary can start or end one.
+        active = self.scheduler.at(ts)
+        need = active.min_count if active.min_count is not None else self.rule.min_count
+        grace = active.grace_s if active.grace_s is not None else self.rule.grace_s
         if self._restored is not None:
             self._take_up_restored(now, ts)
-            if not math.isnan(self.since) and now - self.last_above > self.rule.grace_s:
+            if not math.isnan(self.since) and now - self.last_above > grace:
                 # Back after longer than grace (a restart not bridged): the group
                 # seen now is a new episode, the restored one is over.
                 if self.event_id is not None:
@@ -276,11 +291,6 @@ class CrowdingPipeline:
             tids, anchors = np.zeros(0, np.int64), np.zeros((0, 2))
         inside = self._zone.trigger(anchors)
         count = int(np.count_nonzero(inside))
-        # The group size in force on this frame: a schedule may lower it after
-        # hours (or raise it at lunch); an episode runs on while the count meets
-        # whichever size is in force, so a window boundary can start or end one.
-        active = self.scheduler.at(ts)
-        need = active.min_count if active.min_count is not None else self.rule.min_count
 
         if count >= need:
             if math.isnan(self.since):
@@ -294,7 +304,7 @@ class CrowdingPipeline:
         else:
             grew = False
             self.last_count = count
-        if not math.isnan(self.since) and now - self.last_above > self.rule.grace_s:
+        if not math.isnan(self.since) and now - self.last_above > grace:
             if self.event_id is not None:
                 events.append(self._message(ts, EventState.END, now))
             self.since = math.nan
@@ -315,6 +325,7 @@ class CrowdingPipeline:
                 self.severity = active.severity
                 self.schedule = active.schedule
                 self.min_count = need
+                self.duration = 0.0
                 events.append(self._message(ts, EventState.START, now))
         elif grew or now - self.last_msg >= self.rule.update_s:
             events.append(self._message(ts, EventState.UPDATE, now))
@@ -325,13 +336,19 @@ class CrowdingPipeline:
         self.revision += 1
         self.last_msg = now
         ended = state is EventState.END
-        end_mono = self.last_above if ended else now
+        # Duration = first to last frame at or above the count, in every message
+        # (an update during a dip does not count the dip; the end is not shorter
+        # than the last update), and never lower than already sent: a restart's
+        # clock conversions can move it by a few ns across a rounding boundary.
+        self.duration = max(
+            round(max(0.0, self.last_above - self.since), 3), self.duration
+        )
         payload = CrowdingPayload(
             rule_id=self.rule.id,
             zone_id=self.zone_cfg.id,
             count=self.last_count,
             max_count=self.max_count,
-            duration_s=round(max(0.0, end_mono - self.since), 3),
+            duration_s=self.duration,
             tracker_ids=self.last_ids,
             schedule=self.schedule,
             min_count=self.min_count,

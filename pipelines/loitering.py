@@ -73,6 +73,7 @@ class SavedLoiteringEvent(BaseModel):
     threshold_s: float = Field(ge=0, allow_inf_nan=False)
     severity: Severity
     schedule: str | None = Field(None, max_length=200)
+    dwell_s: float = Field(0.0, ge=0, allow_inf_nan=False, description="Last reported")
 
 
 class SavedVisit(BaseModel):
@@ -117,6 +118,10 @@ class _Open:
     # Handed to a new track id since the last message: the next frame sends an
     # update, so the event's tracker_id is the track that carries it now.
     handed: bool = False
+    # Dwell last reported (s, as sent): never reported lower, also after a
+    # restart, whose epoch <-> monotonic conversions can move it by a few ns
+    # across a rounding boundary (found by test_rule_invariants).
+    dwell: float = 0.0
 
 
 _FLOAT_COLS = (
@@ -169,7 +174,12 @@ class LoiteringPipeline:
             [self.class_names.index(c) for c in rule.classes], dtype=np.int64
         )
         self.scheduler = Scheduler(
-            rule.schedules, timezone, rule.min_dwell_s, rule.severity
+            rule.schedules,
+            timezone,
+            rule.min_dwell_s,
+            rule.severity,
+            None,
+            rule.grace_s,
         )
         self._zone: PolygonZone | None = None
         self._wh: tuple[int, int] | None = None
@@ -265,6 +275,7 @@ class LoiteringPipeline:
                     threshold_s=ev.threshold_s,
                     severity=Severity(ev.severity),
                     schedule=ev.schedule,
+                    dwell_s=ev.dwell,
                 )
             visits.append(
                 SavedVisit(
@@ -369,6 +380,7 @@ class LoiteringPipeline:
                     threshold_s=e.threshold_s,
                     severity=e.severity.value,
                     schedule=e.schedule,
+                    dwell=e.dwell_s,
                 )
 
     def __len__(self) -> int:
@@ -450,7 +462,9 @@ class LoiteringPipeline:
             )
         inzone = zone.trigger(anchors)
         rule = self.rule
-        grace = rule.grace_s
+        # Thresholds in force on this frame (a schedule may set its own grace).
+        active = self.scheduler.at(ts)
+        grace = active.grace_s if active.grace_s is not None else rule.grace_s
 
         removed = np.asarray(removed_ids, dtype=np.int64).reshape(-1)
         if removed.size and self.ids.size:
@@ -458,12 +472,12 @@ class LoiteringPipeline:
 
         rows, found = lookup_rows(self.ids, tids)
         if (~found).any():
-            self._link_new(tids, anchors, cls, inzone, found, rows, now)
+            self._link_new(tids, anchors, cls, inzone, found, rows, now, grace)
             rows, found = lookup_rows(self.ids, tids)
             new = ~found
             self._append(tids[new], cls[new], boxes[new])
             rows, found = lookup_rows(self.ids, tids)
-            self._presence_from_birth(detections, zone, new, rows, inzone, now)
+            self._presence_from_birth(detections, zone, new, rows, inzone, now, grace)
 
         # Observations of visible tracks.
         self.last_seen[rows] = now
@@ -501,7 +515,6 @@ class LoiteringPipeline:
         self.first_in[ending] = math.nan
 
         # Starts.
-        active = self.scheduler.at(ts)
         if active.enabled and self.ids.size:
             has_open = np.isin(self.ids, np.fromiter(self.open, np.int64))
             dwell = now - self.visit
@@ -554,6 +567,7 @@ class LoiteringPipeline:
         rows: npt.NDArray[np.intp],
         inzone: npt.NDArray[np.bool_],
         now: float,
+        grace: float,
     ) -> None:
         """Start a new track's presence run at its first detection.
 
@@ -574,6 +588,7 @@ class LoiteringPipeline:
             rows: ``(N,)`` their state rows.
             inzone: ``(N,)`` whether their anchor is in the zone now.
             now: This frame's monotonic time.
+            grace: The ``grace_s`` in force.
         """
         births = select_births(detections, self.class_ids)
         if births is None or births[1].size != new.size:
@@ -583,7 +598,7 @@ class LoiteringPipeline:
             return
         boxes, mono = births[0][sel], births[1][sel]
         age = now - mono
-        ok = (age > 0.0) & (age <= self.rule.grace_s)
+        ok = (age > 0.0) & (age <= grace)
         ok &= zone.trigger(anchor_points(boxes, self.rule.anchor).astype(np.float64))
         r = rows[sel][ok]
         self.first_in[r] = mono[ok]
@@ -598,9 +613,10 @@ class LoiteringPipeline:
         found: npt.NDArray[np.bool_],
         rows: npt.NDArray[np.intp],
         now: float,
+        grace: float,
     ) -> None:
         """Hand a vanished visitor's row to a new id of its class group that
-        appears where it was."""
+        appears where it was (within ``grace``, the ``grace_s`` in force)."""
         if self._reid_px <= 0 or self.ids.size == 0:
             return
         visible = np.zeros(self.ids.size, dtype=bool)
@@ -609,7 +625,7 @@ class LoiteringPipeline:
             ~np.isnan(self.visit)
             & ~visible
             & (self.last_seen < now)
-            & (now - self.last_in <= self.rule.grace_s)
+            & (now - self.last_in <= grace)
         )
         if not cand.any():
             return
@@ -641,7 +657,8 @@ class LoiteringPipeline:
         ev.handed = False
         ended = state is EventState.END
         # Dwell so far = observed time in the visit (up to the last in-zone frame).
-        dwell = max(0.0, float(self.last_in[i] - self.visit[i]))
+        dwell = max(round(float(self.last_in[i] - self.visit[i]), 3), ev.dwell, 0.0)
+        ev.dwell = dwell
         if not ended:
             ev.last_msg = float(self._last_mono or 0.0)
         cid = int(self.cls[i])
@@ -654,7 +671,7 @@ class LoiteringPipeline:
             class_name=(
                 self.class_names[cid] if 0 <= cid < len(self.class_names) else str(cid)
             ),
-            dwell_s=round(float(dwell), 3),
+            dwell_s=dwell,
             bbox_xyxy=tuple(float(v) for v in self.box[i]),  # type: ignore[arg-type]
             schedule=ev.schedule,
             threshold_s=ev.threshold_s,

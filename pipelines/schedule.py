@@ -101,6 +101,7 @@ class ActiveRule:
         enabled: False when a schedule switches the rule off.
         schedule: Name of the schedule in force, or None for the rule's defaults.
         min_count: Group size threshold (crowding rules; None for others).
+        grace_s: Grace in force, seconds (None when the rule gave none).
     """
 
     threshold_s: float
@@ -108,6 +109,7 @@ class ActiveRule:
     enabled: bool
     schedule: str | None
     min_count: int | None = None
+    grace_s: float | None = None
 
 
 class Scheduler:
@@ -120,6 +122,7 @@ class Scheduler:
             window does not override it).
         severity: The rule's own severity.
         min_count: The rule's own group size (crowding rules only).
+        grace_s: The rule's own grace (loitering, crowding).
     """
 
     def __init__(
@@ -129,13 +132,14 @@ class Scheduler:
         threshold_s: float,
         severity: Severity,
         min_count: int | None = None,
+        grace_s: float | None = None,
     ) -> None:
         try:
             self.tz: dt.tzinfo = zoneinfo.ZoneInfo(timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {timezone!r}") from exc
         self.schedules = tuple(schedules)
-        self.default = ActiveRule(threshold_s, severity, True, None, min_count)
+        self.default = ActiveRule(threshold_s, severity, True, None, min_count, grace_s)
         self._cache_key: int | None = None
         self._cache = self.default
         # Whole-minute windows allow one evaluation per minute.
@@ -169,6 +173,9 @@ class Scheduler:
                         s.min_count
                         if s.min_count is not None
                         else self.default.min_count
+                    ),
+                    grace_s=(
+                        s.grace_s if s.grace_s is not None else self.default.grace_s
                     ),
                 )
                 break

@@ -308,3 +308,33 @@ def test_bad_saved_episode_is_refused(rt, caplog, state) -> None:
         assert not pipe.restore(state)
     assert "crowding c: ignoring saved state" in caplog.text
     assert pipe.snapshot() is None and pipe.restored_events() == set()
+
+
+def test_schedule_grace_bridges_a_longer_dip(rt) -> None:
+    """A window's ``grace_s`` is the grace in force: at night a 4 s dip keeps the
+    episode (grace 5 s), by day (the rule's 2 s) it ends it (session 6)."""
+    rule = RULE.model_copy(
+        update={
+            "schedules": (
+                ScheduleConfig(name="night", start="22:00", end="06:00", grace_s=5),
+            )
+        }
+    )
+    dip = [(0, 8, people(3)), (8, 12, people(1)), (12, 20, people(3)), (20, 30, [])]
+    night = [(t, e.state.value) for t, e in run(rt, rule, dip, ts0=AT_2AM)]
+    assert night == [(5, "start"), (25, "end")]
+    day = [(t, e.state.value) for t, e in run(rt, rule, dip, ts0=AT_NOON)]
+    assert day == [(5, "start"), (10, "end"), (17, "start"), (22, "end")]
+
+
+def test_duration_is_first_to_last_frame_at_the_count(rt) -> None:
+    """Regression (session 6): an update sent during a dip counted the dip, so the
+    end (backdated to the last frame at the count) reported less than it."""
+    rule = RULE.model_copy(update={"update_s": 1.0})
+    log = run(rt, rule, [(0, 8, people(3)), (8, 9.5, people(1)), (9.5, 14, [])])
+    spans = [(t, e.state.value, e.payload.duration_s) for t, e in log]
+    assert spans[-1] == (10.0, "end", 7.5)
+    during_dip = [d for t, s, d in spans if s == "update" and 8 <= t < 9.5]
+    assert during_dip and all(d == 7.5 for d in during_dip)
+    durations = [d for *_, d in spans]
+    assert durations == sorted(durations)

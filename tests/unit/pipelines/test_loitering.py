@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from config.base import COCO_CLASSES
-from config.rules import LoiteringRuleConfig
+from config.rules import LoiteringRuleConfig, ScheduleConfig
 from config.schema import ZoneConfig
 from monitor.events import EventState, decode_event, encode_event
 from monitor.types import Detections, Frame
@@ -374,3 +374,35 @@ def test_pause_leaves_an_outage_out_of_dwell_and_grace(rt) -> None:
     assert got[-1][2] == pytest.approx(15.5)
     pipe.pause(0.0)
     pipe.pause(float("nan"))  # no-ops
+
+
+# A night window with a long grace (detections flicker in poor light). TS0 is
+# 2026-05-28 20:26:40 UTC; the window 20:00-06:00 UTC covers the whole timeline.
+NIGHT_GRACE = ScheduleConfig(name="night", start="20:00", end="06:00", grace_s=10)
+OCCLUDED_6S = [(0, 6, [p(1, IN)]), (6, 12, []), (12, 20, [p(1, IN)]), (20, 35, [])]
+GRACE_CASES = [
+    (
+        "by night a 6 s occlusion is within the window's 10 s grace: one visit",
+        0.0,
+        [(12.0, "start", 1, 12.0), (30.0, "end", 1, 19.5)],
+    ),
+    (
+        "by day the rule's 3 s grace ends the visit; the return is a new one",
+        12 * 3600.0,  # 08:26 UTC, outside the window
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("shift", "expected"), [c[1:] for c in GRACE_CASES], ids=[c[0] for c in GRACE_CASES]
+)
+def test_schedule_grace(rt, shift, expected) -> None:
+    """A schedule's ``grace_s`` is the grace in force (session 6; before, windows
+    could change only the threshold and severity)."""
+    rule = LoiteringRuleConfig(**{**BASE, "schedules": (NIGHT_GRACE,)})
+    pipe = LoiteringPipeline(rule, ZONE, COCO_CLASSES, "UTC")
+    sim = rt.Sim([pipe], ts0=rt.TS0 + shift)
+    log = sim.run(timeline(OCCLUDED_6S))
+    got = [(t, e.state.value, e.payload.tracker_id, e.payload.dwell_s) for t, e in log]
+    assert got == expected

@@ -102,6 +102,16 @@ def test_group_size_overridden_or_inherited() -> None:
     assert no_count.at(utc(2026, 6, 1, 14, 0)).min_count is None
 
 
+def test_grace_overridden_or_inherited() -> None:
+    windows = [
+        sched("night", "18:00", "06:00", grace_s=10),
+        sched("all", "00:00", "23:59"),
+    ]
+    s = Scheduler(windows, NY, 60.0, Severity.MEDIUM, grace_s=3.0)
+    assert s.at(utc(2026, 6, 2, 1, 0)).grace_s == 10  # 21:00 New York
+    assert s.at(utc(2026, 6, 1, 14, 0)).grace_s == 3.0  # "all": the rule's
+
+
 @pytest.mark.parametrize(
     ("ts", "expected"),
     [
