@@ -41,9 +41,11 @@ __all__ = [
     "EventSink",
     "WorkerParts",
     "WorkerStats",
+    "bridge_outage",
     "build_parts",
     "camera_process_main",
     "run_camera",
+    "track_open_event",
 ]
 
 log = logging.getLogger(__name__)
@@ -223,13 +225,7 @@ def run_camera(
     def track_open(event: Event) -> None:
         # Rule messages only: the evidence recorder re-sends a start with its clip
         # later, possibly after the end, and must not reopen the event.
-        if event.kind in _RESTORED_KINDS:
-            return
-        key = str(event.event_id)
-        if event.state in (EventState.START, EventState.UPDATE):
-            open_events[key] = event
-        else:
-            open_events.pop(key, None)
+        track_open_event(open_events, event)
 
     # After a restart: the first frame's gap to the previous worker's last one is
     # bridged like a camera outage (restored visits continue, see bridge_outage).
@@ -376,6 +372,21 @@ def next_period(camera: CameraConfig, plan: Plan | None, reason: str = "") -> fl
     elif reason == "rule-areas" and g.active_fps:
         fps = g.active_fps
     return 1.0 / fps
+
+
+def track_open_event(open_events: dict[str, Event], event: Event) -> None:
+    """Keep ``open_events`` (event id -> last message of each open event, what a
+    restart saves and the next worker ends unless a rule claims it) up to date.
+
+    Occupancy days are left out: their pipeline saves and ends them itself.
+    """
+    if event.kind in _RESTORED_KINDS:
+        return
+    key = str(event.event_id)
+    if event.state in (EventState.START, EventState.UPDATE):
+        open_events[key] = event
+    else:
+        open_events.pop(key, None)
 
 
 def bridge_outage(
