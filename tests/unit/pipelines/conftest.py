@@ -14,11 +14,25 @@ from typing import Any
 import numpy as np
 import pytest
 
+from config.schema import ZoneConfig
 from monitor.events import Event
 from monitor.types import Detections, Frame
 
 W, H = 100, 100
 IMAGE = np.zeros((H, W, 3), np.uint8)
+#: The zone of the loitering, crowding and schedule tables: the square 20..80 px.
+ZONE = ZoneConfig(id="z", polygon=((0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8)))
+#: The loitering rule of test_loitering.py and test_loitering_restart.py.
+LOITER_BASE = dict(
+    id="r",
+    zone="z",
+    min_dwell_s=10,
+    entry_s=1,
+    grace_s=3,
+    update_s=100,
+    cooldown_s=20,
+    reid_distance=0.05,  # 7 px on the 141 px diagonal
+)
 TS0 = 1_780_000_000.0  # 2026-05-28 UTC, an arbitrary wall-clock origin
 MONO0 = 5_000.0
 
@@ -106,7 +120,8 @@ def ticks(t0: float, t1: float, dt: float = 0.5) -> list[float]:
 
 @pytest.fixture
 def rt() -> SimpleNamespace:
-    """Rule-test toolkit (importlib mode: test files cannot import conftest)."""
+    """Rule-test toolkit (module-level tables import constants from
+    ``tests.unit.pipelines.conftest`` instead)."""
     return SimpleNamespace(
         Sim=Sim, dets=make_dets, ticks=ticks, TS0=TS0, MONO0=MONO0, W=W, H=H
     )

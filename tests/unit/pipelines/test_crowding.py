@@ -10,11 +10,10 @@ import pytest
 
 from config.base import COCO_CLASSES
 from config.rules import CrowdingRuleConfig, ScheduleConfig
-from config.schema import ZoneConfig
 from monitor.events import decode_event, encode_event
 from pipelines.crowding import CrowdingPipeline
+from tests.unit.pipelines.conftest import ZONE
 
-ZONE = ZoneConfig(id="z", polygon=((0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8)))
 RULE = CrowdingRuleConfig(id="c", zone="z", min_count=3, min_duration_s=5, grace_s=2)
 DT = 0.5
 AT_2AM = 1_780_020_000.0  # 2026-05-29 02:00 UTC

@@ -12,22 +12,12 @@ import pytest
 
 from config.base import COCO_CLASSES
 from config.rules import LoiteringRuleConfig, ScheduleConfig
-from config.schema import ZoneConfig
 from monitor.events import EventState, decode_event, encode_event
 from monitor.types import Detections, Frame
 from pipelines.loitering import LoiteringPipeline
+from tests.unit.pipelines.conftest import LOITER_BASE as BASE
+from tests.unit.pipelines.conftest import ZONE
 
-ZONE = ZoneConfig(id="z", polygon=((0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8)))
-BASE = dict(
-    id="r",
-    zone="z",
-    min_dwell_s=10,
-    entry_s=1,
-    grace_s=3,
-    update_s=100,
-    cooldown_s=20,
-    reid_distance=0.05,  # 7 px on the 141 px diagonal
-)
 IN = (50, 50)
 OUT = (10, 50)
 DT = 0.5

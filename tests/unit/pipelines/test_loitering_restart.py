@@ -20,21 +20,11 @@ import pytest
 
 from config.base import COCO_CLASSES
 from config.rules import LoiteringRuleConfig
-from config.schema import ZoneConfig
 from monitor.events import EventState
 from pipelines.loitering import LoiteringPipeline
+from tests.unit.pipelines.conftest import LOITER_BASE as BASE
+from tests.unit.pipelines.conftest import ZONE
 
-ZONE = ZoneConfig(id="z", polygon=((0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8)))
-BASE = dict(
-    id="r",
-    zone="z",
-    min_dwell_s=10,
-    entry_s=1,
-    grace_s=3,
-    update_s=100,
-    cooldown_s=20,
-    reid_distance=0.05,
-)
 IN = (50, 50)
 NEAR = (51, 50)
 FAR = (75, 75)  # in the zone, 35 px away

@@ -9,10 +9,10 @@ import pytest
 
 from config.base import COCO_CLASSES
 from config.rules import LoiteringRuleConfig, ScheduleConfig
-from config.schema import ZoneConfig
 from monitor.events import Severity
 from pipelines.loitering import LoiteringPipeline
 from pipelines.schedule import Scheduler, local_day_start
+from tests.unit.pipelines.conftest import ZONE
 
 NY = "America/New_York"
 UTC = dt.UTC
@@ -127,7 +127,6 @@ def test_local_day_start_across_dst(ts, expected) -> None:
     assert got.tzinfo is not None
 
 
-ZONE = ZoneConfig(id="z", polygon=((0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8)))
 AFTER_HOURS = LoiteringRuleConfig(
     id="r",
     zone="z",
