@@ -616,6 +616,39 @@ def video_part(verbose: bool = False) -> None:
     loiter_video_part()
 
 
+def replay_parts(
+    example: Any, cam: Any, path: Path, model: str, rate: float, det: Any = None
+) -> tuple[Any, Any, Any]:
+    """The product loop's parts for one pass over a video file (``hallmonitor
+    replay``): ``cam`` reading ``path`` at ``rate`` detections/s with the detector
+    ``model``; ``det`` (a loaded detector) is reused when it is that model.
+
+    Returns:
+        ``(camera, sink, parts)``: the camera as run, the sink collecting its
+        events, and ``build_parts``' result (``parts.detector`` for the next run).
+    """
+    from bench_capacity import _ListSink
+
+    from monitor.worker import build_parts
+
+    app = example.model_copy(
+        update={"detector": example.detector.model_copy(update={"model": model})}
+    )
+    cam = cam.model_copy(
+        update={
+            "detect_fps": rate,
+            "source": cam.source.model_copy(
+                update={"url": str(path), "loop": False, "realtime": False}
+            ),
+        }
+    )
+    if det is not None and det.model_name != model:
+        det = None
+    sink = _ListSink()
+    parts = build_parts(app, cam, sink, replay=True, evidence=False, detector=det)
+    return cam, sink, parts
+
+
 def product_part(vehicles: tuple[str, ...]) -> None:
     """The same lines through the product's own loop (``hallmonitor replay``).
 
@@ -625,11 +658,10 @@ def product_part(vehicles: tuple[str, ...]) -> None:
     """
     import threading
 
-    from bench_capacity import _ListSink
     from bench_counts import HAND_FRAMES, match_hand
 
     from config.loader import load_config
-    from monitor.worker import build_parts, run_camera
+    from monitor.worker import run_camera
 
     example = load_config(ROOT / "config" / "campus.example.yaml")
     base = example.camera("road")
@@ -659,11 +691,6 @@ def product_part(vehicles: tuple[str, ...]) -> None:
     det = None
     for model, name, line, rate, set_label in runs:
         path = SHARED / "data" / "videos" / name
-        app = example.model_copy(
-            update={"detector": example.detector.model_copy(update={"model": model})}
-        )
-        if det is not None and det.model_name != model:
-            det = None
         rule = base.rules.vehicle_flow[0].model_copy(
             update={"line": line.id, "classes": class_sets[set_label]}
         )
@@ -671,14 +698,9 @@ def product_part(vehicles: tuple[str, ...]) -> None:
             update={
                 "lines": (line,),
                 "rules": base.rules.model_copy(update={"vehicle_flow": (rule,)}),
-                "detect_fps": rate,
-                "source": base.source.model_copy(
-                    update={"url": str(path), "loop": False, "realtime": False}
-                ),
             }
         )
-        sink = _ListSink()
-        parts = build_parts(app, cam, sink, replay=True, evidence=False, detector=det)
+        cam, sink, parts = replay_parts(example, cam, path, model, rate, det)
         det = parts.detector
         flows = [p for p in parts.pipelines if isinstance(p, VehicleFlowPipeline)]
         seen: list[tuple[int, str]] = []  # (video frame, class) per crossing
@@ -1033,32 +1055,20 @@ def loiter_video_run(
     """
     import threading
 
-    from bench_capacity import _ListSink
+    from monitor.worker import run_camera
 
-    from monitor.worker import build_parts, run_camera
-
-    app = example.model_copy(
-        update={"detector": example.detector.model_copy(update={"model": model})}
-    )
     base = example.camera("concourse")
     rule = base.rules.loitering[0].model_copy(
         update={"schedules": (), "grace_s": grace}
     )
     cam = base.model_copy(
         update={
-            "detect_fps": rate,
             "rules": base.rules.model_copy(
                 update={"loitering": (rule,), "crowding": ()}
-            ),
-            "source": base.source.model_copy(
-                update={"url": str(path), "loop": False, "realtime": False}
-            ),
+            )
         }
     )
-    if det is not None and det.model_name != model:
-        det = None
-    sink = _ListSink()
-    parts = build_parts(app, cam, sink, replay=True, evidence=False, detector=det)
+    cam, sink, parts = replay_parts(example, cam, path, model, rate, det)
     timeline: list[tuple[float, int]] = []
     open_ids: set[Any] = set()
     first: list[float] = []
