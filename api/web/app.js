@@ -55,6 +55,9 @@ async function loadImage(img, path) {
   } catch (e) { img.dataset.loaded = "error"; }
 }
 
+// Sum of a {class: count} map.
+const total = (o) => Object.values(o || {}).reduce((a, b) => a + b, 0);
+
 function describe(ev) {
   const p = ev.payload || {};
   switch (ev.kind) {
@@ -64,10 +67,8 @@ function describe(ev) {
       return `crowding in ${p.zone_id}: ${p.count} (max ${p.max_count}${size}) for ${Math.round(p.duration_s)} s`;
     }
     case "wrong_way": return `wrong way at ${p.line_id}: ${p.class_name}`;
-    case "vehicle_flow": {
-      const sum = (o) => Object.values(o || {}).reduce((a, b) => a + b, 0);
-      return `flow at ${p.line_id}: ${sum(p.counts_in)} in, ${sum(p.counts_out)} out`;
-    }
+    case "vehicle_flow":
+      return `flow at ${p.line_id}: ${total(p.counts_in)} in, ${total(p.counts_out)} out`;
     case "camera_health": return `camera ${p.status}: ${p.message || ""}`;
     default: return ev.kind;
   }
@@ -164,7 +165,6 @@ function trafficParams(format) {
   return params;
 }
 
-const total = (o) => Object.values(o || {}).reduce((a, b) => a + b, 0);
 
 async function renderTraffic() {
   const r = await api("/api/reports/traffic?" + trafficParams());
