@@ -134,7 +134,14 @@ def test_outage_spools_up_to_bound_and_counts_drops_exactly(
 def test_new_instance_flushes_old_spool_and_skips_torn_line(
     redis_url: str, unique: str, tmp_path: Path
 ) -> None:
-    """A crash can leave a half-written last line: it is skipped, the rest is sent."""
+    """A crash can leave a half-written last line: it is skipped, the rest is sent.
+
+    Flaky before session 7: the test read ``spooled == 20`` right after the second
+    instance was made, but that instance may already have flushed the old spool to
+    a fast Redis by then (seen: ``published=20, spooled=0``). Only the end state is
+    checked now: the new instance published nothing of its own, so its 20
+    published events are the old spool's.
+    """
     spool = tmp_path / "spool"
     dead = f"unix://{tmp_path}/no-such.sock"
     pub = _make(dead, spool, unique)
@@ -150,7 +157,6 @@ def test_new_instance_flushes_old_spool_and_skips_torn_line(
         fh.write(b'{"v":"1","type":"event","data":"{\\"sche')  # torn write
 
     pub2 = _make(redis_url, spool, unique)
-    assert pub2.stats().spooled == 20
     assert _wait(lambda: pub2.stats().published == 20)
     assert _wait(lambda: pub2.stats().corrupt_skipped == 1)
     pub2.close()
