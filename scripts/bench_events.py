@@ -340,39 +340,92 @@ def track_noisy(raw, n: int, fps: float, oracle: bool = False):
     """Per frame: tracked detections and removed ids for noisy detections ``raw``.
 
     ``oracle``: instead of the tracker, every true detection carries its
-    ground-truth id and false positives are dropped (ids removed 1.5 s after their
-    last detection, the tracker's ``lost_buffer_s``): perfect association on the
-    same boxes and the same misses (the best any tracker could do with them).
+    ground-truth id and false positives are dropped (:func:`oracle_tracks`):
+    perfect association on the same boxes and the same misses (the best any
+    tracker could do with them).
     """
     from monitor.tracker import Tracker
 
+    if oracle:
+        return oracle_tracks(raw, n, fps)
     tracked, removed = [], []
-    if not oracle:
-        tracker = Tracker()
-        for f in range(1, n + 1):
-            tracked.append(
-                tracker.update(motdata.as_detections(raw[f]), 1000.0 + f / fps)
-            )
-            removed.append(np.asarray(tracker.removed_ids, np.int64))
-        return tracked, removed
-    last: dict[int, float] = {}
+    tracker = Tracker()
+    for f in range(1, n + 1):
+        tracked.append(tracker.update(motdata.as_detections(raw[f]), 1000.0 + f / fps))
+        removed.append(np.asarray(tracker.removed_ids, np.int64))
+    return tracked, removed
+
+
+def crowded(gt, gid: int, frames: tuple[int, ...], within: float) -> bool:
+    """Whether another ground-truth person's box centre is within ``within`` box
+    sizes (x by ``gid``'s width, y by its height) of ``gid``'s on any of ``frames``
+    (annotated people count whether the detector saw them or not)."""
+    for f in frames:
+        rows = gt.get(f, np.zeros((0, 5)))
+        me = rows[rows[:, 0] == gid]
+        if not len(me):
+            continue
+        x1, y1, x2, y2 = me[0, 1:5]
+        other = rows[rows[:, 0] != gid]
+        dx = ((other[:, 1] + other[:, 3]) - (x1 + x2)) / 2 / (x2 - x1)
+        dy = ((other[:, 2] + other[:, 4]) - (y1 + y2)) / 2 / (y2 - y1)
+        if (np.hypot(dx, dy) < within).any():
+            return True
+    return False
+
+
+def oracle_tracks(
+    raw, n: int, fps: float, gt=None, max_gap: int | None = None, crowd: float = 0.0
+):
+    """Perfect identities on noisy detections, optionally lost at detection gaps.
+
+    Every true detection carries an id derived from its ground-truth id, false
+    positives are dropped, and ids are removed 1.5 s after their last detection
+    (the tracker's ``lost_buffer_s``). With ``max_gap``, a person detected again
+    after more than ``max_gap`` frames without a detection gets a new id (an
+    ideal tracker that never confuses two people but cannot bridge long gaps);
+    with ``crowd > 0`` too, only when another person (``gt``) is within ``crowd``
+    box sizes of them when they were last seen or when they reappear (an ideal
+    motion-only tracker: long gaps are bridged wherever nobody else is near).
+
+    Returns:
+        ``(tracked, removed)`` per frame, as :func:`track_noisy`.
+    """
+    tracked, removed = [], []
+    last: dict[int, float] = {}  # output id -> time of its last detection
+    seen: dict[int, int] = {}  # ground-truth id -> frame of its last detection
+    current: dict[int, int] = {}  # ground-truth id -> output id
+    next_id = 1_000_000  # fresh ids, apart from ground-truth ones
     buffer_s = 1.5
     for f in range(1, n + 1):
         rows = raw[f][raw[f][:, 5] >= 0]
-        ids = rows[:, 5].astype(np.int64)
+        gids = rows[:, 5].astype(np.int64).tolist()
+        ids = []
+        for g in gids:
+            broken = (
+                max_gap is not None
+                and g in seen
+                and f - seen[g] - 1 > max_gap
+                and (crowd <= 0.0 or crowded(gt, g, (seen[g], f), crowd))
+            )
+            if broken:
+                next_id += 1
+                current[g] = next_id
+            seen[g] = f
+            ids.append(current.setdefault(g, g))
         tracked.append(
             Detections(
                 xyxy=rows[:, :4],
                 confidence=rows[:, 4],
                 class_id=np.zeros(len(rows), np.int64),
-                tracker_id=ids,
+                tracker_id=np.asarray(ids, np.int64),
             )
         )
         now = f / fps
         gone = [i for i, t in last.items() if now - t > buffer_s]
         for i in gone:
             del last[i]
-        last.update(dict.fromkeys(ids.tolist(), now))
+        last.update(dict.fromkeys(ids, now))
         removed.append(np.asarray(gone, np.int64))
     return tracked, removed
 
@@ -810,24 +863,22 @@ def sv_line_counts(tracked, line: LineConfig, size) -> tuple[int, int]:
     return (lz.out_count, lz.in_count) if swap else (lz.in_count, lz.out_count)
 
 
-def peer_part(seeds: list[int]) -> None:
-    """The same rules on peer trackers' tracks, and supervision's LineZone.
+def rule_scores(
+    seeds: list[int], levels: list[str], makers: dict[str, Any], with_sv: bool = False
+) -> dict[tuple[str, str], list[int]]:
+    """Our rules on the tracks of each ``makers`` entry, scored as the main tables.
 
-    Every tracker sees the same noisy detections; loitering and counts are scored
-    as in the main tables (strict loitering matching; count error = |pred - true|
-    per sequence, line and direction, summed over seeds).
+    Args:
+        seeds: Noise seeds.
+        levels: Noise levels.
+        makers: Name -> ``make(raw, n, fps, gt) -> (tracked, removed)``.
+        with_sv: Also count with supervision's ``LineZone`` on the same tracks.
+
+    Returns:
+        ``(name, level) -> [loitering TP, #pred, #true, count error, #true
+        crossings, LineZone count error]``: strict loitering matching; count error =
+        |pred - true| per sequence, line and direction, summed over seeds.
     """
-    from bench_tracking import runners
-
-    found, missing = runners()
-    try:
-        import supervision  # noqa: F401
-
-        has_sv = True
-    except ImportError:
-        has_sv = False
-    # (tracker, level) -> loitering TP, #pred, #true; count err, #true crossings;
-    # supervision LineZone count err.
     agg: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * 6)
     for seq, info in motdata.SEQUENCES.items():
         gt, n, _, _, true_ev = ground_truth(seq)
@@ -835,17 +886,14 @@ def peer_part(seeds: list[int]) -> None:
         true_counts = {
             ln.id: true_crossings(gt, ln, size, FLOW_HYST) for ln in MOT_LINES[seq]
         }
-        for level in motdata.LEVELS:
-            for name, run in found.items():
+        for level in levels:
+            for name, make in makers.items():
                 pred = {ln.id: [0, 0] for ln in MOT_LINES[seq]}
                 pred_sv = {ln.id: [0, 0] for ln in MOT_LINES[seq]}
                 a = agg[(name, level)]
                 for seed in seeds:
                     raw = motdata.noisy_detections(gt, level, seed, size)
-                    if name == "hallmonitor":
-                        tracked, removed = track_noisy(raw, n, info.fps)
-                    else:
-                        tracked, removed = peer_tracks(run, raw, n, info.fps)
+                    tracked, removed = make(raw, n, info.fps, gt)
                     pred_ev = run_loitering(seq, tracked, MOT_ZONES[seq], removed)
                     fmap = track_gt_map(tracked, gt)
                     for k, v in enumerate(match_events(true_ev, pred_ev, fmap)):
@@ -854,7 +902,7 @@ def peer_part(seeds: list[int]) -> None:
                     for ln in MOT_LINES[seq]:
                         pred[ln.id][0] += totals[ln.id][0]
                         pred[ln.id][1] += totals[ln.id][1]
-                        if has_sv:
+                        if with_sv:
                             c_in, c_out = sv_line_counts(tracked, ln, size)
                             pred_sv[ln.id][0] += c_in
                             pred_sv[ln.id][1] += c_out
@@ -866,6 +914,32 @@ def peer_part(seeds: list[int]) -> None:
                     a[4] += (t_in + t_out) * k
                     a[5] += abs(pred_sv[ln.id][0] - t_in * k)
                     a[5] += abs(pred_sv[ln.id][1] - t_out * k)
+    return agg
+
+
+def peer_part(seeds: list[int]) -> None:
+    """The same rules on peer trackers' tracks, and supervision's LineZone.
+
+    Every tracker sees the same noisy detections; loitering and counts are scored
+    as in the main tables (:func:`rule_scores`).
+    """
+    from bench_tracking import runners
+
+    found, missing = runners()
+    try:
+        import supervision  # noqa: F401
+
+        has_sv = True
+    except ImportError:
+        has_sv = False
+
+    def maker(name: str, run: Any) -> Any:
+        if name == "hallmonitor":
+            return lambda raw, n, fps, _gt: track_noisy(raw, n, fps)
+        return lambda raw, n, fps, _gt: peer_tracks(run, raw, n, fps)
+
+    makers = {name: maker(name, run) for name, run in found.items()}
+    agg = rule_scores(seeds, list(motdata.LEVELS), makers, with_sv=has_sv)
     print(
         f"\n## Peer trackers under the same rules (MOT, seeds {seeds[0]}-{seeds[-1]})\n"
     )
@@ -883,6 +957,47 @@ def peer_part(seeds: list[int]) -> None:
                 f"| {name} | {level} | {tp / max(npred, 1):.2f} | "
                 f"{tp / max(ntrue, 1):.2f} | {err / max(true, 1):.1%} | {sv_cell} |"
             )
+
+
+#: Ideal trackers of :func:`ceiling_part`: name -> ``oracle_tracks`` arguments.
+CEILING_TRACKERS: dict[str, dict[str, Any]] = {
+    "perfect identities": {},
+    **{f"perfect, new id after a gap > {g} frames": {"max_gap": g} for g in (10, 6, 3)},
+    **{
+        f"perfect up to {g} frames, longer gaps bridged unless someone is within "
+        "1 box": {"max_gap": g, "crowd": 1.0}
+        for g in (10, 6, 3)
+    },
+}
+
+
+def ceiling_part(seeds: list[int], level: str = "hard") -> None:
+    """What identity quality the targets need at one noise level.
+
+    Our rules on the tracks of ideal trackers that see the same noisy detections
+    (:data:`CEILING_TRACKERS`, :func:`oracle_tracks`): perfect identities; perfect
+    identities that are lost (new id) whenever a person goes undetected for more
+    than N frames; and the same, but bridging a longer gap wherever nobody else is
+    within one box size (what an ideal tracker without appearance could do).
+    """
+    makers: dict[str, Any] = {
+        "hallmonitor": lambda raw, n, fps, _gt: track_noisy(raw, n, fps)
+    }
+    for name, kw in CEILING_TRACKERS.items():
+        makers[name] = lambda raw, n, fps, gt, kw=kw: oracle_tracks(
+            raw, n, fps, gt, **kw
+        )
+    agg = rule_scores(seeds, [level], makers)
+    print(
+        f"\n## What the targets need at {level} (seeds {seeds[0]}-{seeds[-1]}, "
+        "25 frames/s)\n\n| tracks | loitering precision | loitering recall | "
+        "count err | all three targets |\n|---|---|---|---|---|"
+    )
+    for name in makers:
+        tp, npred, ntrue, err, true, _ = agg[(name, level)]
+        p, r, e = tp / max(npred, 1), tp / max(ntrue, 1), err / max(true, 1)
+        met = "met" if p >= 0.9 and r >= 0.9 and e <= 0.05 else "missed"
+        print(f"| {name} | {p:.3f} | {r:.3f} | {e:.1%} | {met} |")
 
 
 def gap_part(seeds: list[int], level: str = "hard") -> None:
@@ -1271,6 +1386,12 @@ def main() -> None:
         choices=sorted(motdata.LEVELS),
         help="also list where that level's loitering errors come from",
     )
+    ap.add_argument(
+        "--ceiling",
+        metavar="LEVEL",
+        choices=sorted(motdata.LEVELS),
+        help="also score ideal trackers at that level: what the targets need",
+    )
     args = ap.parse_args()
     if not args.skip_mot:
         mot_part(args.seeds)
@@ -1278,6 +1399,8 @@ def main() -> None:
         peer_part(args.seeds)
     if args.gap:
         gap_part(args.seeds, args.gap)
+    if args.ceiling:
+        ceiling_part(args.seeds, args.ceiling)
     if not args.skip_perf:
         perf_part()
     if not args.skip_video:

@@ -1,9 +1,10 @@
-"""The peer comparison (``--peers``) and error analysis (``--gap``) of
-scripts/bench_events.py.
+"""The peer comparison (``--peers``), error analysis (``--gap``) and ideal
+trackers (``--ceiling``) of scripts/bench_events.py.
 
 Peer counts are only comparable if supervision's ``LineZone`` gets the right
 direction and the peers' tracks are removed as ours are; both are checked here on
-tiny tables. The gap table must add up to the main table's loitering scores.
+tiny tables. The gap table must add up to the main table's loitering scores. The
+ideal trackers must lose an identity exactly where their definition says so.
 """
 
 from __future__ import annotations
@@ -146,3 +147,83 @@ def test_supervision_loitering_script(bench) -> None:
     )
     assert starts == [(50.0, 50.0)]
     assert timeline == [(0.0, 0), (1.0, 0), (2.0, 0), (3.0, 0), (4.0, 1), (5.0, 1)]
+
+
+def person(x: float, gid: int) -> list[float]:
+    """A noisy-detection row ``[x1, y1, x2, y2, score, gt_id]`` (40 x 100 px box)."""
+    return [x, 100.0, x + 40.0, 200.0, 0.8, float(gid)]
+
+
+def gt_row(x: float, gid: int) -> list[float]:
+    """A ground-truth row ``[id, x1, y1, x2, y2]`` for the same box."""
+    return [float(gid), x, 100.0, x + 40.0, 200.0]
+
+
+# Person 5 detected on frames 1-3, undetected on 4-8 (a 5-frame gap, annotated
+# throughout), detected on 9-10; a false positive on frame 2; person 6 annotated
+# only on frame 9, either far away (x 400) or beside person 5 (x 30 of 40 px).
+@pytest.mark.parametrize(
+    ("max_gap", "crowd", "x6", "second_id_new"),
+    [
+        (None, 0.0, 400.0, False),  # perfect identities
+        (5, 0.0, 400.0, False),  # the gap is not longer than 5 frames
+        (4, 0.0, 400.0, True),  # it is longer than 4: a new id
+        (4, 1.0, 400.0, False),  # longer, but nobody near: bridged
+        (4, 1.0, 30.0, True),  # somebody within a box when he reappears
+        (5, 1.0, 30.0, False),  # short gaps are never lost, crowd or not
+    ],
+)
+def test_oracle_tracks_lose_ids_where_defined(
+    bench, max_gap, crowd, x6, second_id_new
+) -> None:
+    raw = {f: np.zeros((0, 6)) for f in range(1, 11)}
+    gt = {f: np.array([gt_row(0.0, 5)]) for f in range(1, 11)}
+    for f in (1, 2, 3, 9, 10):
+        raw[f] = np.array([person(0.0, 5)])
+    raw[2] = np.array([person(0.0, 5), [300.0, 10.0, 340.0, 110.0, 0.9, -1.0]])
+    gt[9] = np.array([gt_row(0.0, 5), gt_row(x6, 6)])
+    tracked, removed = bench.oracle_tracks(raw, 10, 25.0, gt, max_gap, crowd)
+    ids = [d.tracker_id.tolist() for d in tracked]
+    assert ids[:3] == [[5], [5], [5]]  # the false positive is dropped
+    assert ids[3:8] == [[]] * 5
+    assert ids[8] == ids[9] and len(ids[8]) == 1
+    assert (ids[8][0] != 5) is second_id_new
+    assert not any(r.size for r in removed)  # 0.24 s without 5 < the 1.5 s buffer
+
+
+def test_oracle_tracks_remove_ids_after_the_lost_buffer(bench) -> None:
+    """The old id of a person who got a new one is removed like any other id:
+    on the first frame more than 1.5 s after its last detection."""
+    raw = {f: np.zeros((0, 6)) for f in range(1, 61)}
+    gt = {f: np.array([gt_row(0.0, 5)]) for f in range(1, 61)}
+    raw[1] = raw[2] = np.array([person(0.0, 5)])
+    raw[50] = np.array([person(0.0, 5)])
+    tracked, removed = bench.oracle_tracks(raw, 60, 25.0, gt, max_gap=10)
+    gone = {f: r.tolist() for f, r in enumerate(removed, start=1) if r.size}
+    assert gone == {40: [5]}  # last seen frame 2 (0.08 s); 40 is 1.6 s
+    assert tracked[49].tracker_id.tolist() != [5]
+
+
+def test_ceiling_table_rows(bench, capsys) -> None:
+    """``--ceiling``: one row per ideal tracker, ours first; its perfect-identity
+    row is the main table's reference (``track_noisy(oracle=True)``)."""
+    import motdata
+
+    bench.ceiling_part([0], "easy")
+    rows = [
+        [c.strip() for c in r.split("|")[1:-1]]
+        for r in capsys.readouterr().out.splitlines()
+        if r.startswith("| ") and not r.startswith("| tracks")
+    ]
+    assert [r[0] for r in rows] == ["hallmonitor", *bench.CEILING_TRACKERS]
+    tp = npred = ntrue = 0
+    for seq, info in motdata.SEQUENCES.items():
+        gt, n, _, _, true_ev = bench.ground_truth(seq)
+        raw = motdata.noisy_detections(gt, "easy", 0, (info.width, info.height))
+        tracked, removed = bench.track_noisy(raw, n, info.fps, oracle=True)
+        pred = bench.run_loitering(seq, tracked, bench.MOT_ZONES[seq], removed)
+        a, b, c = bench.match_events(true_ev, pred, bench.track_gt_map(tracked, gt))
+        tp, npred, ntrue = tp + a, npred + b, ntrue + c
+    perfect = rows[1]
+    assert perfect[1:3] == [f"{tp / npred:.3f}", f"{tp / ntrue:.3f}"]
+    assert all(r[4] in ("met", "missed") for r in rows)
