@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,11 @@ from api.settings import ApiSettings
 from api.storage import EventStore, User
 
 __all__ = ["CurrentUser", "event_for", "get_store", "get_user", "require_role"]
+
+
+def as_utc(v: dt.datetime) -> dt.datetime:
+    """A query-parameter time in UTC; a time without a zone is taken as UTC."""
+    return v.replace(tzinfo=dt.UTC) if v.tzinfo is None else v.astimezone(dt.UTC)
 
 
 def get_store(request: Request) -> EventStore:

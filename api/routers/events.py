@@ -11,7 +11,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
 
-from api.deps import CurrentUser, Store, event_for, get_media_root, require_role
+from api.deps import (
+    CurrentUser,
+    Store,
+    as_utc,
+    event_for,
+    get_media_root,
+    require_role,
+)
 from api.schemas import EventOut, EventPage, HoldIn, MediaOut, ReviewIn, ReviewOut
 from api.storage import EventFilter, StoreError, User, resolve_media
 from monitor.events import EventKind, EventState, Severity
@@ -24,12 +31,6 @@ router = APIRouter(prefix="/api/events", tags=["events"])
 
 _RANGE_RE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")
 MediaRoot = Annotated[Path, Depends(get_media_root)]
-
-
-def _utc(v: dt.datetime | None) -> dt.datetime | None:
-    if v is None:
-        return None
-    return v.replace(tzinfo=dt.UTC) if v.tzinfo is None else v.astimezone(dt.UTC)
 
 
 def _event_out(row: dict[str, Any]) -> EventOut:
@@ -67,8 +68,8 @@ def list_events(
         state=state and str(state),
         severity=severity and str(severity),
         review_status=review_status,
-        since=_utc(since),
-        until=_utc(until),
+        since=as_utc(since) if since else None,
+        until=as_utc(until) if until else None,
         scope=None if user.all_cameras else list(user.cameras),
     )
     try:

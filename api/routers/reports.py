@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
-from api.deps import CurrentUser, Store
+from api.deps import CurrentUser, Store, as_utc
 from api.schemas import TrafficBucket, TrafficReport
 
 __all__ = ["router"]
@@ -27,10 +27,6 @@ router = APIRouter(prefix="/api/reports", tags=["reports"])
 
 BUCKETS = {"5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}
 MAX_WINDOW = dt.timedelta(days=366)
-
-
-def _utc(v: dt.datetime) -> dt.datetime:
-    return v.replace(tzinfo=dt.UTC) if v.tzinfo is None else v.astimezone(dt.UTC)
 
 
 def _zone(name: str) -> zoneinfo.ZoneInfo:
@@ -92,8 +88,8 @@ def traffic(
     Buckets are aligned to wall time in ``tz`` (module docstring).
     """
     zone = _zone(tz)
-    until_ = _utc(until) if until else dt.datetime.now(dt.UTC)
-    since_ = _utc(since) if since else until_ - dt.timedelta(days=1)
+    until_ = as_utc(until) if until else dt.datetime.now(dt.UTC)
+    since_ = as_utc(since) if since else until_ - dt.timedelta(days=1)
     if since_ >= until_ or until_ - since_ > MAX_WINDOW:
         raise HTTPException(400, "since must be before until, at most 366 days apart")
     if camera_id:
@@ -105,7 +101,7 @@ def traffic(
         defaultdict(lambda: (defaultdict(int), defaultdict(int)))
     )
     for cam, p in store.flow_payloads(cams, since_, until_):
-        start = _utc(dt.datetime.fromisoformat(p["bucket_start"]))
+        start = as_utc(dt.datetime.fromisoformat(p["bucket_start"]))
         if not since_ <= start < until_:
             continue
         # Keyed by the UTC instant: two aware datetimes of one zone compare (and

@@ -139,6 +139,23 @@ def test_pagination_cursor_and_offset(api: Api) -> None:
     assert [i["id"] for i in off["items"]] == seen[4:8]
 
 
+def test_event_time_filters_take_zone_less_times_as_utc(api: Api) -> None:
+    """``since``/``until`` (exclusive) without a zone are UTC; with one, converted
+    to UTC."""
+    evs = [loiter(camera_id="cam-a", ts=T0 + dt.timedelta(minutes=i)) for i in range(4)]
+    api.store.apply_events(evs)
+    cet = dt.timezone(dt.timedelta(hours=2))
+    lo, hi = T0 + dt.timedelta(minutes=1), T0 + dt.timedelta(minutes=3)
+    expect = [str(e.event_id) for e in reversed(evs[1:3])]
+    for since, until in (
+        (lo.replace(tzinfo=None), hi.replace(tzinfo=None)),
+        (lo.astimezone(cet), hi.astimezone(cet)),
+    ):
+        params = {"since": since.isoformat(), "until": until.isoformat()}
+        page = api.get("officer", "/api/events", params=params).json()
+        assert [i["id"] for i in page["items"]] == expect, params
+
+
 def test_scope_hides_other_cameras_as_404(api: Api) -> None:
     ev_b = loiter(camera_id="cam-b")
     api.store.apply_event(ev_b)
