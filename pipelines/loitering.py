@@ -19,6 +19,13 @@ Definitions (all durations from ``frame.mono``, wall-clock seconds, never frames
   within ``reid_distance`` × frame diagonal of its last anchor, while that track is
   not visible, takes over the visit (and its event): dwell continues instead of
   restarting.
+* **Box taken by a neighbour**: in a standing group the tracker can move a
+  person's id onto the neighbour beside them and give the person a new id a moment
+  later. A visiting track that was standing still and whose anchor *jumps* leaves
+  its place behind; a new id of its class group first seen there within
+  ``grace_s`` takes the visit and its event, and the jumper starts a new visit at
+  the jump, or takes over the visit of the neighbour whose id it took
+  (:meth:`LoiteringPipeline._link_new`).
 * **Worker restart**: :meth:`LoiteringPipeline.snapshot` keeps the open visits (and
   their events) in the camera's state file; after a restart
   :meth:`LoiteringPipeline.restore` brings them back as vanished visitors, so the
@@ -55,6 +62,38 @@ from pipelines.schedule import Scheduler, utc_datetime
 __all__ = ["LoiteringPipeline"]
 
 log = logging.getLogger(__name__)
+
+#: Box taken by a neighbour (module docstring): an anchor step larger than this, in
+#: box sizes (x by the box width, y by its height), between two observations at
+#: most ``_JUMP_STEP_S`` apart is a jump. Walking moves a person about 0.04 box
+#: sizes a frame at 25/s; detector jitter on a standing person is 0.01-0.1.
+_JUMP_BOX = 0.5
+_JUMP_STEP_S = 1.0
+#: Standing still: the anchor moved less than this many box sizes a second over the
+#: last baseline of at least ``_STILL_MIN_S`` (a baseline restarts every
+#: ``_STILL_BASE_S``). People walking in single file step into the place of the
+#: one ahead; only a standing person's place is theirs.
+_STILL_BOX_S = 0.3
+_STILL_MIN_S = 0.5
+_STILL_BASE_S = 1.0
+#: A new id takes a jumper's visit when it is first seen within this many of its
+#: box widths of the place the jumper left (and closer to it than the jumper).
+_HAND_BACK_BOX = 0.5
+
+
+def _box_dist(
+    boxes: npt.NDArray[np.float64],
+    x0: npt.NDArray[np.float64],
+    y0: npt.NDArray[np.float64],
+    x1: npt.NDArray[np.float64],
+    y1: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """``(K,)`` distances from ``(x0, y0)`` to ``(x1, y1)`` (px) in box sizes of
+    ``boxes`` ``(K, 4)``: x by each box's width, y by its height."""
+    w = np.maximum(boxes[:, 2] - boxes[:, 0], 1.0)
+    h = np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
+    return np.asarray(np.hypot((x1 - x0) / w, (y1 - y0) / h))
+
 
 # Rows of tracks unseen this long past grace/cooldown are dropped even if the
 # tracker never reported their removal (bounded memory).
@@ -133,6 +172,13 @@ _FLOAT_COLS = (
     "cooldown",
     "ax",
     "ay",
+    "jump_t",
+    "jx",
+    "jy",
+    "ref_x",
+    "ref_y",
+    "ref_t",
+    "speed",
 )
 
 
@@ -205,6 +251,16 @@ class LoiteringPipeline:
         self.cooldown = empty  # mono before which no new event may start
         self.ax = empty  # last anchor x, px
         self.ay = empty  # last anchor y, px
+        # Box taken by a neighbour (_hand_back): time of a visiting track's last
+        # jump (nan: none) and the anchor it jumped from (px); a baseline anchor
+        # and its time for the speed (box sizes/s, nan: not measured yet).
+        self.jump_t = empty
+        self.jx = empty
+        self.jy = empty
+        self.ref_x = empty
+        self.ref_y = empty
+        self.ref_t = empty
+        self.speed = empty
         self.open: dict[int, _Open] = {}
         self._last_mono = None
         self._last_ts = None
@@ -234,6 +290,8 @@ class LoiteringPipeline:
         if self._restored is not None:
             self._restored_pause += seconds
         for name in ("first_in", "last_in", "last_seen", "visit", "cooldown"):
+            setattr(self, name, getattr(self, name) + seconds)
+        for name in ("jump_t", "ref_t"):
             setattr(self, name, getattr(self, name) + seconds)
         for ev in self.open.values():
             ev.last_msg += seconds
@@ -471,8 +529,11 @@ class LoiteringPipeline:
             self.gone |= np.isin(self.ids, removed) & ~np.isin(self.ids, tids)
 
         rows, found = lookup_rows(self.ids, tids)
+        hand_back = self._reid_px > 0
+        if hand_back and found.any():
+            self._note_jumps(rows[found], anchors[found], boxes[found], now)
         if (~found).any():
-            self._link_new(tids, anchors, cls, inzone, found, rows, now, grace)
+            self._link_new(tids, anchors, cls, boxes, inzone, found, rows, now, grace)
             rows, found = lookup_rows(self.ids, tids)
             new = ~found
             self._append(tids[new], cls[new], boxes[new])
@@ -481,6 +542,8 @@ class LoiteringPipeline:
 
         # Observations of visible tracks.
         self.last_seen[rows] = now
+        if hand_back:
+            self._measure_speed(rows, anchors, boxes, now)
         self.ax[rows], self.ay[rows] = anchors[:, 0], anchors[:, 1]
         self.box[rows] = boxes
         self.cls[rows] = cls
@@ -604,19 +667,101 @@ class LoiteringPipeline:
         self.first_in[r] = mono[ok]
         self.last_in[r] = mono[ok]
 
+    def _note_jumps(
+        self,
+        rows: npt.NDArray[np.intp],
+        anchors: npt.NDArray[np.float64],
+        boxes: npt.NDArray[np.float64],
+        now: float,
+    ) -> None:
+        """Remember where visiting tracks that stood still jumped from.
+
+        Args:
+            rows: ``(K,)`` rows of tracks visible now (their columns still hold
+                the previous observation).
+            anchors: ``(K, 2)`` their anchors now, px.
+            boxes: ``(K, 4)`` their boxes now, px.
+            now: This frame's time, seconds.
+        """
+        ax, ay = self.ax[rows], self.ay[rows]
+        step = _box_dist(boxes, ax, ay, anchors[:, 0], anchors[:, 1])
+        # Speed up to the previous observation: over the running baseline if it
+        # is long enough, else the last finished one (nan: never measured).
+        base = self.last_seen[rows] - self.ref_t[rows]
+        moved = _box_dist(boxes, self.ref_x[rows], self.ref_y[rows], ax, ay)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            speed = np.where(base >= _STILL_MIN_S, moved / base, self.speed[rows])
+        jump = (
+            ~np.isnan(self.visit[rows])
+            & (now - self.last_seen[rows] <= _JUMP_STEP_S)
+            & (step > _JUMP_BOX)
+            & (speed < _STILL_BOX_S)
+        )
+        r = rows[jump]
+        self.jump_t[r] = now
+        self.jx[r], self.jy[r] = self.ax[r], self.ay[r]
+
+    def _measure_speed(
+        self,
+        rows: npt.NDArray[np.intp],
+        anchors: npt.NDArray[np.float64],
+        boxes: npt.NDArray[np.float64],
+        now: float,
+    ) -> None:
+        """Finish speed baselines of at least ``_STILL_BASE_S`` and start new ones
+        (also after a jump: the speed before it says nothing about the new place).
+
+        Args:
+            rows: ``(K,)`` rows of tracks visible now.
+            anchors: ``(K, 2)`` their anchors, px.
+            boxes: ``(K, 4)`` their boxes, px.
+            now: This frame's time, seconds.
+        """
+        base = now - self.ref_t[rows]
+        due = base >= _STILL_BASE_S  # (nan: no baseline yet -> False)
+        jumped = self.jump_t[rows] == now
+        done = due & ~jumped
+        if done.any():
+            r, a = rows[done], anchors[done]
+            moved = _box_dist(
+                boxes[done], self.ref_x[r], self.ref_y[r], a[:, 0], a[:, 1]
+            )
+            self.speed[r] = moved / base[done]
+        restart = due | jumped | np.isnan(self.ref_t[rows])
+        r = rows[restart]
+        self.ref_x[r], self.ref_y[r] = anchors[restart, 0], anchors[restart, 1]
+        self.ref_t[r] = now
+
     def _link_new(
         self,
         tids: npt.NDArray[np.int64],
         anchors: npt.NDArray[np.float64],
         cls: npt.NDArray[np.int64],
+        boxes: npt.NDArray[np.float64],
         inzone: npt.NDArray[np.bool_],
         found: npt.NDArray[np.bool_],
         rows: npt.NDArray[np.intp],
         now: float,
         grace: float,
     ) -> None:
-        """Hand a vanished visitor's row to a new id of its class group that
-        appears where it was (within ``grace``, the ``grace_s`` in force)."""
+        """Let new ids in the zone take over visits of the people they are.
+
+        A new id of a visitor's class group takes the visit (and its open event;
+        the next message names it) of the nearer of
+
+        * a *vanished* visitor (not visible) whose last anchor is within
+          ``reid_distance`` and whose last in-zone observation within ``grace``
+          (the ``grace_s`` in force): an id switch;
+        * a visiting track that *jumped* (:meth:`_note_jumps`) within ``grace``,
+          when the new id is within ``_HAND_BACK_BOX`` of its box widths of the
+          place the jumper left and nearer to it than the jumper is now: the
+          tracker gave the person's id to a neighbour (issue #5 follow-up, session
+          7, concourse_people.avi: a person's 1.4 s of dwell went with their id to
+          the neighbour beside them, and their own event came 2.8 s late). The
+          jumper is then the neighbour: it takes a vanished visitor's visit where
+          it stands now (the neighbour's own, whose id it took) if there is one,
+          else starts a new visit at the jump.
+        """
         if self._reid_px <= 0 or self.ids.size == 0:
             return
         visible = np.zeros(self.ids.size, dtype=bool)
@@ -627,15 +772,35 @@ class LoiteringPipeline:
             & (self.last_seen < now)
             & (now - self.last_in <= grace)
         )
-        if not cand.any():
+        left = ~np.isnan(self.jump_t) & ~np.isnan(self.visit) & visible
+        left &= now - self.jump_t <= grace
+        if not (cand.any() or left.any()):
             return
         row_group = self._groups(self.cls)
         new_group = self._groups(cls)
+        here = np.zeros((self.ids.size, 2))  # anchors of visible rows now
+        here[rows[found]] = anchors[found]
+        born: list[dict[str, float]] = []  # rows of newcomers taking a left place
+        newcomers: list[int] = []
         for j in np.flatnonzero(~found & inzone):
+            same = row_group == new_group[j]
             d = np.hypot(self.ax - anchors[j, 0], self.ay - anchors[j, 1])
-            d = np.where(cand & (row_group == new_group[j]), d, math.inf)
-            i = int(np.argmin(d))
-            if d[i] > self._reid_px:
+            d = np.where(cand & same & (d <= self._reid_px), d, math.inf)
+            dj = np.hypot(self.jx - anchors[j, 0], self.jy - anchors[j, 1])
+            width = max(float(boxes[j, 2] - boxes[j, 0]), 1.0)
+            jumper = np.hypot(here[:, 0] - anchors[j, 0], here[:, 1] - anchors[j, 1])
+            dj = np.where(
+                left & same & (dj <= _HAND_BACK_BOX * width) & (dj < jumper),
+                dj,
+                math.inf,
+            )
+            i, k = int(np.argmin(d)), int(np.argmin(dj))
+            if dj[k] < d[i]:
+                born.append(self._hand_back(k, int(tids[j]), here[k], cand, now))
+                newcomers.append(int(j))
+                left[k] = False
+                continue
+            if not math.isfinite(d[i]):
                 continue
             old, new = int(self.ids[i]), int(tids[j])
             log.debug(
@@ -651,6 +816,72 @@ class LoiteringPipeline:
             if old in self.open:
                 ev = self.open[new] = self.open.pop(old)
                 ev.handed = True
+        if newcomers:
+            nc = np.asarray(newcomers)
+            self._append(tids[nc], cls[nc], boxes[nc])
+            for r, cols in zip(
+                range(self.ids.size - nc.size, self.ids.size), born, strict=True
+            ):
+                for name, value in cols.items():
+                    getattr(self, name)[r] = value
+
+    def _hand_back(
+        self,
+        i: int,
+        new: int,
+        at: npt.NDArray[np.float64],
+        cand: npt.NDArray[np.bool_],
+        now: float,
+    ) -> dict[str, float]:
+        """New id ``new`` takes row ``i``'s visit at the place row ``i`` jumped
+        away from; row ``i`` (now at ``at``) takes a vanished visit there or starts
+        afresh (:meth:`_link_new`). ``cand`` (vanished visitors) is updated.
+
+        Returns:
+            The newcomer's row values (appended by the caller).
+        """
+        old = int(self.ids[i])
+        log.debug(
+            "loitering %s: track %d takes the visit track %d jumped away from",
+            self.rule.id,
+            new,
+            old,
+        )
+        cols = {
+            name: float(getattr(self, name)[i])
+            for name in ("first_in", "last_in", "last_in_ts", "last_seen", "visit")
+        }
+        cols.update(
+            cooldown=float(self.cooldown[i]), ax=float(self.jx[i]), ay=float(self.jy[i])
+        )
+        if old in self.open:
+            ev = self.open[new] = self.open.pop(old)
+            ev.handed = True
+        jt = float(self.jump_t[i])
+        self.jump_t[i] = math.nan
+        self.cooldown[i] = -math.inf
+        # The jumper is the neighbour: their own vanished visit, where it stands.
+        same = self._groups(self.cls) == self._groups(self.cls[i : i + 1])[0]
+        d = np.hypot(self.ax - at[0], self.ay - at[1])
+        d = np.where(cand & same, d, math.inf)
+        v = int(np.argmin(d))
+        if d[v] <= self._reid_px:
+            for name in ("first_in", "last_in", "last_in_ts", "visit", "cooldown"):
+                getattr(self, name)[i] = getattr(self, name)[v]
+            gone_id = int(self.ids[v])
+            if gone_id in self.open:
+                ev = self.open[old] = self.open.pop(gone_id)
+                ev.handed = True
+            self._placeholder.pop(gone_id, None)
+            # The vanished row keeps no visit: dropped once the tracker removes it.
+            self.visit[v] = self.first_in[v] = math.nan
+            cand[v] = False
+            return cols
+        # Else a new visit: present (in the zone) since the jump.
+        here_since = self.last_in[i] >= jt
+        self.first_in[i] = jt if here_since else math.nan
+        self.visit[i] = jt if here_since and now - jt >= self.rule.entry_s else math.nan
+        return cols
 
     def _message(self, ev: _Open, i: int, ts: float, state: EventState) -> Event:
         ev.revision += 1

@@ -45,12 +45,13 @@ def test_concourse_group_raises_loitering(capsys: pytest.CaptureFixture[str]) ->
     assert all(e.event_id in started for e in loiter)
 
 
-def test_concourse_group_one_event_each_to_the_end() -> None:
-    """Each of the four people standing in west-benches (hand check, docs/rules.md
-    "Real video: loitering") gets one event that stays open to the end of the clip,
-    and no walker gets one. Regression: with the example's former ``grace_s`` 1.5
-    the group member hidden behind the others had an event that ended the moment
-    it started (a 1.8 s gap between two of her tracks)."""
+def _concourse(rate: float, grace: float | None = None):  # type: ignore[no-untyped-def]
+    """The example's west-benches loitering rule on the concourse video through the
+    product loop (``bench_events.loiter_video_run``) at ``rate`` detections/s.
+
+    Returns:
+        ``(score, timeline, events)`` as ``bench_events`` gives them.
+    """
     import sys
 
     from config.loader import load_config
@@ -64,17 +65,45 @@ def test_concourse_group_one_event_each_to_the_end() -> None:
     example = load_config(CONFIG)
     rule = example.camera("concourse").rules.loitering[0]
     starts, timeline, events, _ = bench_events.loiter_video_run(
-        example, Path(video), "yolox_nano", 5.0, rule.grace_s
+        example,
+        Path(video),
+        "yolox_nano",
+        rate,
+        rule.grace_s if grace is None else grace,
     )
     sc = bench_events.loiter_video_score(starts, timeline, rule.min_dwell_s)
-    assert (sc["events"], sc["on_group"]) == (4, 4), starts
+    return sc, timeline, events
+
+
+def test_concourse_group_one_event_each_to_the_end() -> None:
+    """Each of the four people standing in west-benches (hand check, docs/rules.md
+    "Real video: loitering") gets one event that stays open to the end of the clip,
+    and no walker gets one. Regression: with the example's former ``grace_s`` 1.5
+    the group member hidden behind the others had an event that ended the moment
+    it started (a 1.8 s gap between two of her tracks)."""
+    sc, timeline, events = _concourse(5.0)
+    assert (sc["events"], sc["on_group"]) == (4, 4), sc
     assert [e for e in events if e.state is EventState.END] == []
     assert timeline[-1][1] == 4
     # The same run with the former grace shows the bug this guards against.
-    _, _, old, _ = bench_events.loiter_video_run(
-        example, Path(video), "yolox_nano", 5.0, 1.5
-    )
+    _, _, old = _concourse(5.0, grace=1.5)
     assert [e for e in old if e.state is EventState.END]
+
+
+def test_concourse_neighbour_taking_an_id_hands_the_visit_back() -> None:
+    """At every frame, at 1.4 s the tracker moves the id of the group member at
+    x = 320 px onto the neighbour beside her and gives her a new id at 2.8 s.
+    Regression (session 7): her 1.4 s of dwell went with the id to the neighbour,
+    so she got her event at 5.8 s, not 3 s, and all four were open only from
+    5.8 s on. Now the new id takes her visit back ("box taken by a neighbour",
+    docs/rules.md): three events at 3 s, the fourth (the neighbour, first seen at
+    1.4 s) at 4.4 s."""
+    sc, timeline, events = _concourse(25.0)
+    assert (sc["events"], sc["on_group"]) == (4, 4), sc
+    three = min(t for t, n in timeline if n >= 3)
+    all_open = min(t for t, n in timeline if n == 4)
+    assert three < 3.1 and all_open < 5.0, (three, all_open)
+    assert [e for e in events if e.state is EventState.END] == []
 
 
 def test_road_counts_vehicles(capsys: pytest.CaptureFixture[str]) -> None:

@@ -44,6 +44,18 @@ SWITCH = [
     (20, 25, []),
 ]
 
+NEIGHBOUR_BACK = [
+    (13, 20, [p(1, (50, 50)), p(3, (40, 50))]),
+    (20, 25, [p(1, (50, 50))]),
+    (25, 30, []),
+]
+NEIGHBOUR = [
+    (0, 12, [p(1, (40, 50)), p(2, (50, 50))]),
+    (12, 13, [p(1, (50, 50))]),
+    (13, 20, [p(1, (50, 50)), p(3, (40, 50))]),
+    (20, 25, []),
+]
+
 CASES = [
     # name, rule overrides, segments, expected (t, state, tid, dwell)
     (
@@ -185,6 +197,91 @@ CASES = [
         {"entry_s": 0, "min_dwell_s": 2},
         [(0, 2.5, [p(1, IN)]), (2.5, 8, [])],
         [(2, "start", 1, 2), (5.5, "end", 1, 2)],
+    ),
+    # Box taken by a neighbour (session 7, concourse_people.avi): P stands at
+    # (40, 50) as id 1, Q at (50, 50) as id 2. At 12 s the tracker moves id 1 onto
+    # Q (a 1.25-box jump) and drops id 2; P is unseen for a second and comes back
+    # as id 3. Before: id 1 kept P's visit on Q, Q's event ended at 15.5 s and P
+    # started over (10 px from Q's place, beyond reid_distance).
+    (
+        "box taken by a neighbour: the new id takes the visit at the left place",
+        {},
+        NEIGHBOUR,
+        [
+            (10, "start", 1, 10),
+            (10, "start", 2, 10),
+            (13, "update", 3, 13),
+            (13, "update", 1, 13),
+            (23, "end", 1, 19.5),
+            (23, "end", 3, 19.5),
+        ],
+    ),
+    (
+        "box taken by a neighbour nobody tracked: the jumper starts anew at the jump",
+        {},
+        [(0, 12, [p(1, (40, 50))]), (12, 13, [p(1, (50, 50))]), *NEIGHBOUR_BACK],
+        [
+            (10, "start", 1, 10),
+            (13, "update", 3, 13),
+            (22, "start", 1, 10),
+            (23, "end", 3, 19.5),
+            (28, "end", 1, 12.5),
+        ],
+    ),
+    (
+        "a new id at the left place after grace_s is somebody new",
+        {},
+        [
+            (0, 12, [p(1, (40, 50))]),
+            (12, 16, [p(1, (50, 50))]),
+            (16, 30, [p(1, (50, 50)), p(3, (40, 50))]),
+            (30, 35, []),
+        ],
+        [
+            (10, "start", 1, 10),
+            (26, "start", 3, 10),
+            (33, "end", 1, 29.5),
+            (33, "end", 3, 13.5),
+        ],
+    ),
+    (
+        "a walking track's jump hands nothing back (people in file take each "
+        "other's places)",
+        {},
+        [
+            *[(k * DT, k * DT + DT, [p(1, (25 + 2 * k, 50))]) for k in range(24)],
+            (12, 13, [p(1, (73, 60))]),
+            (13, 25, [p(1, (73, 60)), p(3, (71, 50))]),
+            (25, 30, []),
+        ],
+        [
+            (10, "start", 1, 10),
+            (23, "start", 3, 10),
+            (28, "end", 1, 24.5),
+            (28, "end", 3, 11.5),
+        ],
+    ),
+    (
+        "a new id nearer the jumper than the left place is somebody else",
+        {},
+        [
+            (0, 12, [p(1, (40, 50))]),
+            (12, 13, [p(1, (46, 50))]),
+            (13, 25, [p(1, (46, 50)), p(3, (44, 50))]),
+            (25, 30, []),
+        ],
+        [
+            (10, "start", 1, 10),
+            (23, "start", 3, 10),
+            (28, "end", 1, 24.5),
+            (28, "end", 3, 11.5),
+        ],
+    ),
+    (
+        "hand-back off with id-switch linking (reid_distance 0)",
+        {"reid_distance": 0},
+        [(0, 12, [p(1, (40, 50))]), (12, 13, [p(1, (50, 50))]), *NEIGHBOUR_BACK],
+        [(10, "start", 1, 10), (28, "end", 1, 24.5)],
     ),
 ]
 
@@ -364,6 +461,28 @@ def test_pause_leaves_an_outage_out_of_dwell_and_grace(rt) -> None:
     assert got[-1][2] == pytest.approx(15.5)
     pipe.pause(0.0)
     pipe.pause(float("nan"))  # no-ops
+
+
+def test_pause_keeps_a_left_place_for_the_newcomer(rt) -> None:
+    """An outage right after a neighbour took a standing person's id: the jump's
+    time is paused like every other clock, so the person's new id after the
+    outage still takes their visit (the box-taken-by-a-neighbour table above)."""
+    pipe = LoiteringPipeline(LoiteringRuleConfig(**BASE), ZONE, COCO_CLASSES, "UTC")
+    sim = rt.Sim([pipe])
+    for t in rt.ticks(0.0, 12.0):
+        sim.step(t, [p(1, (40, 50)), p(2, (50, 50))])
+    sim.step(12.0, [p(1, (50, 50))])  # id 1 jumps onto the neighbour
+    pipe.pause(30.0)  # no frames from 12.5 to 42.5 s
+    for t in rt.ticks(43.0, 45.0):
+        sim.step(t, [p(1, (50, 50)), p(3, (40, 50))])
+    got = [(t, e.state.value, e.payload.tracker_id) for t, e in sim.log]
+    assert got == [
+        (10.0, "start", 1),
+        (10.0, "start", 2),
+        (43.0, "update", 3),  # the person's event, now on their new id
+        (43.0, "update", 1),  # the neighbour's, on the id that took their box
+    ]
+    assert sim.log[2][1].payload.dwell_s == pytest.approx(13.0)
 
 
 # A night window with a long grace (detections flicker in poor light). TS0 is
