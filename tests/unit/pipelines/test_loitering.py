@@ -427,6 +427,81 @@ def test_presence_starts_at_the_tracks_first_detection(rt, birth, expected) -> N
     assert starts == [pytest.approx(expected)]
 
 
+def standing_group_with_swaps(seed: int):  # type: ignore[no-untyped-def]
+    """A group standing in the zone for 40 s, frames every 0.2 s, anchors jittering
+    by 0.3 px; up to three times, the tracker moves a member's id onto the
+    neighbour beside them (whose own id ends) and gives the member a new id after
+    0.2-1 s unseen. Returns ``(frames, people)``: ``(t, objects, removed ids)`` per
+    frame and the number of people."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 6))
+    xs = 32.0 + 9.0 * np.arange(n)  # 9 px apart: boxes are 8 px wide
+    ys = 50.0 + rng.uniform(-3.0, 3.0, n)
+    ids = list(range(1, n + 1))  # current id of each person
+    unseen = [(-1.0, -1.0)] * n  # (from, to) per person
+    swaps = sorted(rng.uniform(2.0, 30.0, int(rng.integers(1, 4))))
+    swaps = [t for k, t in enumerate(swaps) if k == 0 or t - swaps[k - 1] > 3.0]
+    pending: list[tuple[float, int]] = []  # (time, person) of new ids to give
+    removals: list[tuple[float, int]] = []
+    next_id, frames = n + 1, []
+    for step in range(200):
+        t = round(step * 0.2, 6)
+        if swaps and t >= swaps[0]:
+            swaps.pop(0)
+            a = int(rng.integers(0, n))
+            b = a + 1 if a + 1 < n else a - 1  # the neighbour beside a
+            removals.append((t + 1.0, ids[a]))  # a's own id ends
+            ids[a] = ids[b]  # b's id moves onto a
+            back = t + float(rng.uniform(0.2, 1.0))
+            unseen[b] = (t, back)
+            pending.append((back, b))
+        for when, who in list(pending):
+            if t >= when:
+                ids[who], next_id = next_id, next_id + 1
+                pending.remove((when, who))
+        objs = [
+            p(ids[k], (xs[k] + rng.normal(0, 0.3), ys[k] + rng.normal(0, 0.3)))
+            for k in range(n)
+            if not unseen[k][0] <= t < unseen[k][1]
+        ]
+        gone = [i for when, i in removals if abs(when - t) < 0.1]
+        frames.append((t, objs, gone))
+    return frames, n
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_standing_group_with_id_swaps_keeps_one_event_each(rt, seed) -> None:
+    """However the tracker trades ids inside a standing group (a neighbour takes
+    a member's id, the member comes back under a new one), each person has one
+    loitering event, open to the end. Before session 7 each trade ended one
+    person's event early (their visit left with the id that had moved on, and
+    only new ids may re-link) and gave the other a second event."""
+    frames, people = standing_group_with_swaps(seed)
+    rule = LoiteringRuleConfig(
+        **{**BASE, "min_dwell_s": 3, "entry_s": 0.5, "grace_s": 2, "cooldown_s": 60}
+    )
+    pipe = LoiteringPipeline(rule, ZONE, COCO_CLASSES, "UTC")
+    sim = rt.Sim([pipe])
+    for t, objs, gone in frames:
+        sim.step(t, objs, gone)
+    ends_at = 40.0
+    for k in range(20):  # everybody leaves: idle frames end the events
+        sim.step(ends_at + 0.2 * k, [])
+    events: dict = {}
+    for t, e in sim.log:
+        events.setdefault(e.event_id, []).append((t, e))
+    assert len(events) == people, [
+        [(t, e.state.value, e.payload.tracker_id) for t, e in m]
+        for m in events.values()
+    ]
+    for msgs in events.values():
+        # On time, or when a person unseen at 3 s (0.2-1 s after a trade) is back.
+        assert 3.0 <= msgs[0][0] <= 4.2
+        t_end, last = msgs[-1]
+        assert last.state is EventState.END and t_end > ends_at
+        assert last.payload.dwell_s > 39.0
+
+
 def test_switched_id_keeps_the_visit_it_continues_not_its_birth(rt) -> None:
     """A new id that continues a vanished visitor (id switch) keeps that visit's
     start; its own (later) birth must not restart the dwell."""
