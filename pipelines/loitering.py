@@ -180,6 +180,10 @@ _FLOAT_COLS = (
     "ref_t",
     "speed",
 )
+#: A visit's state, carried from row to row when a visit changes hands.
+_VISIT_COLS = ("first_in", "last_in", "last_in_ts", "visit", "cooldown")
+#: Columns holding monotonic times, shifted by :meth:`LoiteringPipeline.pause`.
+_CLOCK_COLS = ("first_in", "last_in", "last_seen", "visit", "cooldown")
 
 
 class LoiteringPipeline:
@@ -289,9 +293,7 @@ class LoiteringPipeline:
             return
         if self._restored is not None:
             self._restored_pause += seconds
-        for name in ("first_in", "last_in", "last_seen", "visit", "cooldown"):
-            setattr(self, name, getattr(self, name) + seconds)
-        for name in ("jump_t", "ref_t"):
+        for name in (*_CLOCK_COLS, "jump_t", "ref_t"):
             setattr(self, name, getattr(self, name) + seconds)
         for ev in self.open.values():
             ev.last_msg += seconds
@@ -796,7 +798,7 @@ class LoiteringPipeline:
             )
             i, k = int(np.argmin(d)), int(np.argmin(dj))
             if dj[k] < d[i]:
-                born.append(self._hand_back(k, int(tids[j]), here[k], cand, now))
+                born.append(self._hand_back(k, int(tids[j]), here[k], cand, same, now))
                 newcomers.append(int(j))
                 left[k] = False
                 continue
@@ -813,9 +815,7 @@ class LoiteringPipeline:
             self.gone[i] = False
             cand[i] = False
             self._placeholder.pop(old, None)
-            if old in self.open:
-                ev = self.open[new] = self.open.pop(old)
-                ev.handed = True
+            self._move_event(old, new)
         if newcomers:
             nc = np.asarray(newcomers)
             self._append(tids[nc], cls[nc], boxes[nc])
@@ -831,11 +831,13 @@ class LoiteringPipeline:
         new: int,
         at: npt.NDArray[np.float64],
         cand: npt.NDArray[np.bool_],
+        same: npt.NDArray[np.bool_],
         now: float,
     ) -> dict[str, float]:
         """New id ``new`` takes row ``i``'s visit at the place row ``i`` jumped
         away from; row ``i`` (now at ``at``) takes a vanished visit there or starts
-        afresh (:meth:`_link_new`). ``cand`` (vanished visitors) is updated.
+        afresh (:meth:`_link_new`). ``cand``: vanished visitors (the one taken is
+        cleared, in place); ``same``: rows of row ``i``'s class group.
 
         Returns:
             The newcomer's row values (appended by the caller).
@@ -847,31 +849,25 @@ class LoiteringPipeline:
             new,
             old,
         )
-        cols = {
-            name: float(getattr(self, name)[i])
-            for name in ("first_in", "last_in", "last_in_ts", "last_seen", "visit")
-        }
+        cols = {name: float(getattr(self, name)[i]) for name in _VISIT_COLS}
         cols.update(
-            cooldown=float(self.cooldown[i]), ax=float(self.jx[i]), ay=float(self.jy[i])
+            last_seen=float(self.last_seen[i]),
+            ax=float(self.jx[i]),
+            ay=float(self.jy[i]),
         )
-        if old in self.open:
-            ev = self.open[new] = self.open.pop(old)
-            ev.handed = True
+        self._move_event(old, new)
         jt = float(self.jump_t[i])
         self.jump_t[i] = math.nan
         self.cooldown[i] = -math.inf
         # The jumper is the neighbour: their own vanished visit, where it stands.
-        same = self._groups(self.cls) == self._groups(self.cls[i : i + 1])[0]
         d = np.hypot(self.ax - at[0], self.ay - at[1])
         d = np.where(cand & same, d, math.inf)
         v = int(np.argmin(d))
         if d[v] <= self._reid_px:
-            for name in ("first_in", "last_in", "last_in_ts", "visit", "cooldown"):
+            for name in _VISIT_COLS:
                 getattr(self, name)[i] = getattr(self, name)[v]
             gone_id = int(self.ids[v])
-            if gone_id in self.open:
-                ev = self.open[old] = self.open.pop(gone_id)
-                ev.handed = True
+            self._move_event(gone_id, old)
             self._placeholder.pop(gone_id, None)
             # The vanished row keeps no visit: dropped once the tracker removes it.
             self.visit[v] = self.first_in[v] = math.nan
@@ -882,6 +878,13 @@ class LoiteringPipeline:
         self.first_in[i] = jt if here_since else math.nan
         self.visit[i] = jt if here_since and now - jt >= self.rule.entry_s else math.nan
         return cols
+
+    def _move_event(self, old: int, new: int) -> None:
+        """The open event of track ``old`` (if any) now belongs to ``new``; its next
+        message names ``new`` (sent on this frame)."""
+        if old in self.open:
+            ev = self.open[new] = self.open.pop(old)
+            ev.handed = True
 
     def _message(self, ev: _Open, i: int, ts: float, state: EventState) -> Event:
         ev.revision += 1
